@@ -1,0 +1,167 @@
+"""The call table: one record per `call_session_id`, moved along the call state
+diagram of uis-call-api.md section 4 (core).
+
+`CallTable.apply` takes a notification and the current time and returns the
+changes the rest of the daemon cares about. Entering TALK is reported once per
+Talk episode, however often the provider repeats itself: a duplicate
+`talk_started` for a call already talking (or on hold) is not a new episode,
+and nothing revives a call that has ended (a late `talk_started` after
+`call_finished`, or one that arrives after `call_finished` for a call never
+seen, finds a tombstone). Ended calls are swept after a TTL, so memory stays
+bounded however many calls pass through.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from holdd.events import EventKind, Notification
+from holdd.states import TALKING, CallState
+
+
+class ChangeKind(StrEnum):
+    #: The call entered TALK: a new Talk episode began. Rules run on this.
+    TALK_ENTERED = "talk_entered"
+    #: The call left TALK (pending delayed actions are void).
+    TALK_LEFT = "talk_left"
+    #: The call is over.
+    ENDED = "ended"
+
+
+@dataclass(slots=True)
+class Call:
+    call_session_id: int
+    state: CallState
+    #: Notification variables seen for this call, later values winning.
+    fields: dict[str, str | int | None] = field(default_factory=dict)
+    #: Number of the current (or last) Talk episode, 0 before the first.
+    episode: int = 0
+    #: When the current Talk episode began (seconds since the epoch).
+    talk_started_at: float | None = None
+    updated_at: float = 0.0
+    #: Rules that acted on this call (a rule fires at most once per call).
+    fired: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class CallChange:
+    kind: ChangeKind
+    call: Call
+    #: What caused the change: "notification" or "resync".
+    source: str = "notification"
+
+
+_KIND_STATE: Mapping[EventKind, CallState] = {
+    EventKind.CALL_STARTED: CallState.SESSION,
+    EventKind.WAITING: CallState.SESSION,
+    EventKind.TALK_STARTED: CallState.TALK,
+    EventKind.TALK_FINISHED: CallState.POST_TALK,
+    EventKind.CALL_FINISHED: CallState.ENDED,
+}
+
+#: States from which a TALK is a continuation, not a new Talk episode. HOLD
+#: leads back to TALK only through `unhold.call`, which holdd itself sends
+#: (and records with `unheld`); a provider repeating "talk started" for a call
+#: we hold is a duplicate, never a reason to act again.
+_SAME_EPISODE = TALKING | {CallState.HOLD}
+
+
+class CallTable:
+    """Every call holdd knows, by `call_session_id`."""
+
+    def __init__(self, ended_ttl: float = 600.0) -> None:
+        self.ended_ttl = ended_ttl
+        self._calls: dict[int, Call] = {}
+        # call_session_id -> when it ended; oldest first, for the sweep.
+        self._ended: OrderedDict[int, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def __iter__(self) -> Iterator[Call]:
+        return iter(self._calls.values())
+
+    def get(self, call_session_id: int) -> Call | None:
+        return self._calls.get(call_session_id)
+
+    def apply(self, n: Notification, now: float) -> list[CallChange]:
+        """Apply one notification; return what changed that matters."""
+        target = n.state or _KIND_STATE.get(n.kind)
+        call = self._calls.get(n.call_session_id)
+        if call is None:
+            call = Call(n.call_session_id, CallState.SESSION, updated_at=now)
+            self._calls[n.call_session_id] = call
+            if target is CallState.ENDED or target in (CallState.POST_TALK, CallState.FINISHING):
+                # Finished before (or without) started: keep a tombstone so a
+                # late talk_started cannot act on a call that is over.
+                call.fields.update(n.fields)
+                return self._end(call, now, source="notification", quiet=True)
+        if call.state is CallState.ENDED:
+            return []
+        call.fields.update(n.fields)
+        call.updated_at = now
+        if target is None:
+            return []
+        return self.move(call, target, now, source="notification")
+
+    def move(self, call: Call, target: CallState, now: float, *, source: str) -> list[CallChange]:
+        """Move `call` to `target`, returning the changes it makes."""
+        if call.state is CallState.ENDED or target is call.state:
+            return []
+        if target is CallState.ENDED:
+            return self._end(call, now, source=source)
+        before = call.state
+        if before is CallState.HOLD and target in TALKING:
+            # Only our own unhold.call (see `unheld`) takes a held call back.
+            return []
+        call.state = target
+        call.updated_at = now
+        if target in TALKING and before not in _SAME_EPISODE:
+            call.episode += 1
+            call.talk_started_at = now
+            return [CallChange(ChangeKind.TALK_ENTERED, call, source)]
+        if before in _SAME_EPISODE and target not in _SAME_EPISODE:
+            return [CallChange(ChangeKind.TALK_LEFT, call, source)]
+        return []
+
+    def held(self, call_session_id: int, now: float) -> None:
+        """`hold.call` succeeded (TALK -> HOLD, diagram section 4)."""
+        call = self._calls.get(call_session_id)
+        if call is not None and call.state in TALKING:
+            call.state = CallState.HOLD
+            call.updated_at = now
+
+    def unheld(self, call_session_id: int, now: float) -> None:
+        """`unhold.call` succeeded (HOLD -> TALK, same episode)."""
+        call = self._calls.get(call_session_id)
+        if call is not None and call.state is CallState.HOLD:
+            call.state = CallState.TALK
+            call.updated_at = now
+
+    def sweep(self, now: float) -> int:
+        """Forget calls that ended more than `ended_ttl` ago; return how many."""
+        swept = 0
+        while self._ended:
+            csid, ended_at = next(iter(self._ended.items()))
+            if now - ended_at < self.ended_ttl:
+                break
+            del self._ended[csid]
+            self._calls.pop(csid, None)
+            swept += 1
+        return swept
+
+    def counts(self) -> dict[CallState, int]:
+        out: dict[CallState, int] = {}
+        for call in self._calls.values():
+            out[call.state] = out.get(call.state, 0) + 1
+        return out
+
+    def _end(self, call: Call, now: float, *, source: str, quiet: bool = False) -> list[CallChange]:
+        call.state = CallState.ENDED
+        call.updated_at = now
+        self._ended[call.call_session_id] = now
+        self._ended.move_to_end(call.call_session_id)
+        return [] if quiet else [CallChange(ChangeKind.ENDED, call, source)]

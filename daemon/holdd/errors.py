@@ -1,0 +1,41 @@
+"""The one error hierarchy of holdd (core).
+
+    HolddError
+    ├── ConfigError        a config or rule file cannot be used (carries every Problem)
+    └── CallApiError       the Call API answered with a JSON-RPC error (callapi.py)
+
+Errors are raised where they are found and logged once, at the task boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class HolddError(Exception):
+    """Base of every error holdd raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a file, printed as `path:line: rule "name": what (hint)`."""
+
+    path: str
+    line: int | None
+    what: str
+    rule: str | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}:" if self.line else f"{self.path}:"
+        rule = f' rule "{self.rule}":' if self.rule else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}{rule} {self.what}{hint}"
+
+
+class ConfigError(HolddError):
+    """Raised with every problem found, never just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))

@@ -1,0 +1,282 @@
+"""Raw notification -> typed `Notification`, or a reason it was dropped (core).
+
+Both transports (websocket and webhook) hand their text here. A message is one
+JSON object, an array of them, or an object that wraps its payload under
+`params`, `data` or `args` (holdd-spec.md section 4). Nothing in this module
+raises on bad input: every rejection is a `Rejection` with a stable reason,
+so the shell can count it, log it once and keep serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from holdd.states import CallState
+
+
+class EventKind(StrEnum):
+    CALL_STARTED = "call_started"
+    WAITING = "waiting"
+    TALK_STARTED = "talk_started"
+    TALK_FINISHED = "talk_finished"
+    CALL_FINISHED = "call_finished"
+    #: A name holdd does not know: fields are kept, the call state is not moved.
+    OTHER = "other"
+
+
+class RejectReason(StrEnum):
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    TOO_MANY = "too_many"
+    MISSING_CALL_SESSION_ID = "missing_call_session_id"
+    BAD_CALL_SESSION_ID = "bad_call_session_id"
+    BAD_FIELD_TYPE = "bad_field_type"
+    BAD_STATE = "bad_state"
+
+
+#: holdd-spec.md section 4: the default names of each kind, matched without case.
+DEFAULT_EVENT_NAMES: Mapping[str, EventKind] = {
+    "начало разговора": EventKind.TALK_STARTED,
+    "talk started": EventKind.TALK_STARTED,
+    "talk_started": EventKind.TALK_STARTED,
+    "окончание разговора": EventKind.TALK_FINISHED,
+    "talk finished": EventKind.TALK_FINISHED,
+    "talk_finished": EventKind.TALK_FINISHED,
+    "завершение звонка": EventKind.CALL_FINISHED,
+    "call finished": EventKind.CALL_FINISHED,
+    "потерянный звонок": EventKind.CALL_FINISHED,
+    "lost call": EventKind.CALL_FINISHED,
+    "call_finished": EventKind.CALL_FINISHED,
+    "call_lost": EventKind.CALL_FINISHED,
+    "входящий звонок на виртуальный номер": EventKind.CALL_STARTED,
+    "inbound call on a virtual phone number": EventKind.CALL_STARTED,
+    "исходящий звонок": EventKind.CALL_STARTED,
+    "outbound call": EventKind.CALL_STARTED,
+    "call_started": EventKind.CALL_STARTED,
+    "ожидание ответа": EventKind.WAITING,
+    "waiting for the answer": EventKind.WAITING,
+}
+
+#: Notification variables kept as text (numbers that arrive bare become text:
+#: phone numbers are compared as digits, never as integers).
+TEXT_FIELDS = frozenset(
+    {
+        "notification_name",
+        "notification_mnemonic",
+        "notification_time",
+        "direction",
+        "contact_phone_number",
+        "virtual_phone_number",
+        "communication_number",
+        "employee_full_name",
+        "contact_full_name",
+        "call_source",
+        "scenario_name",
+        "external_id",
+        "employee_phone_number",
+    }
+)
+#: Variables that must be whole numbers when present (strings of digits allowed).
+INT_FIELDS = frozenset({"employee_id", "contact_id", "leg_id", "talk_time_duration"})
+
+_WRAPPERS = ("params", "data", "args")
+#: The largest message accepted, and the most notifications one message may hold.
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One call notification, normalised."""
+
+    call_session_id: int
+    kind: EventKind
+    #: The state the message stated explicitly (`"state": "talk"`), if any.
+    state: CallState | None
+    #: The variables of the notification: text, whole numbers, or None.
+    fields: Mapping[str, str | int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: RejectReason
+    detail: str
+    call_session_id: int | None = None
+
+
+@dataclass(slots=True)
+class Decoded:
+    notifications: list[Notification] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def event_names(extra: Mapping[str, str] | None = None) -> dict[str, EventKind]:
+    """The default name table extended by `[notify.events]` (name -> kind)."""
+    names = dict(DEFAULT_EVENT_NAMES)
+    for name, kind in (extra or {}).items():
+        names[name.strip().casefold()] = EventKind(kind)
+    return names
+
+
+def decode(raw: str | bytes, names: Mapping[str, EventKind] = DEFAULT_EVENT_NAMES) -> Decoded:
+    """Every notification in one transport message, and every rejection."""
+    out = Decoded()
+    if len(raw) > MAX_MESSAGE_BYTES:
+        out.rejections.append(
+            Rejection(RejectReason.TOO_LARGE, f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
+        )
+        return out
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        out.rejections.append(Rejection(RejectReason.NOT_JSON, str(exc)[:200]))
+        return out
+    decode_value(doc, names, out)
+    return out
+
+
+def decode_value(doc: object, names: Mapping[str, EventKind], out: Decoded) -> None:
+    """Decode an already-parsed JSON value (used by the webhook's form bodies)."""
+    items: Iterable[object]
+    if isinstance(doc, list):
+        if len(doc) > MAX_BATCH:
+            out.rejections.append(
+                Rejection(RejectReason.TOO_MANY, f"{len(doc)} items > {MAX_BATCH}")
+            )
+            return
+        items = doc
+    else:
+        items = (doc,)
+    for item in items:
+        result = to_notification(item, names)
+        if isinstance(result, Notification):
+            out.notifications.append(result)
+        else:
+            out.rejections.append(result)
+
+
+def to_notification(
+    item: object, names: Mapping[str, EventKind] = DEFAULT_EVENT_NAMES
+) -> Notification | Rejection:
+    if not isinstance(item, dict):
+        return Rejection(RejectReason.NOT_OBJECT, f"got {type(item).__name__}")
+    payload = _unwrap(item)
+    if "call_session_id" not in payload:
+        return Rejection(RejectReason.MISSING_CALL_SESSION_ID, "no call_session_id")
+    csid = as_int(payload["call_session_id"])
+    if csid is None or csid <= 0:
+        return Rejection(
+            RejectReason.BAD_CALL_SESSION_ID,
+            f"call_session_id {_short(payload['call_session_id'])} is not a positive integer",
+        )
+    fields: dict[str, str | int | None] = {}
+    for key, value in payload.items():
+        if key == "call_session_id":
+            continue
+        value = _unquote(value)
+        if key in INT_FIELDS:
+            if value is None:
+                fields[key] = None
+                continue
+            number = as_int(value)
+            if number is None:
+                return Rejection(
+                    RejectReason.BAD_FIELD_TYPE, f"{key} is {_short(value)}, not a number", csid
+                )
+            fields[key] = number
+        elif key in TEXT_FIELDS or key == "state":
+            if value is None:
+                fields[key] = None
+            elif isinstance(value, str):
+                fields[key] = value
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                fields[key] = _number_text(value)
+            else:
+                return Rejection(
+                    RejectReason.BAD_FIELD_TYPE, f"{key} is {_short(value)}, not text", csid
+                )
+        elif (isinstance(value, str | int) and not isinstance(value, bool)) or value is None:
+            # Other scalar variables are kept for {placeholders}; structured ones
+            # (leg_ids, tag_names, ...) are not needed by the rules.
+            fields[key] = value
+    state: CallState | None = None
+    raw_state = fields.pop("state", None)
+    if raw_state is not None:
+        state = CallState.parse(str(raw_state))
+        if state is None:
+            return Rejection(RejectReason.BAD_STATE, f"unknown state {_short(raw_state)}", csid)
+    return Notification(csid, kind_of(fields, names), state, fields)
+
+
+def kind_of(fields: Mapping[str, object], names: Mapping[str, EventKind]) -> EventKind:
+    """The kind named by the mnemonic, else by the name; OTHER when neither is known."""
+    for key in ("notification_mnemonic", "notification_name"):
+        value = fields.get(key)
+        if isinstance(value, str):
+            kind = names.get(value.strip().casefold())
+            if kind is not None:
+                return kind
+    return EventKind.OTHER
+
+
+def as_int(value: object) -> int | None:
+    """A whole number from an int, a whole float or a string of digits."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 19:
+            return int(text)
+    return None
+
+
+def _unwrap(item: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a message that wraps it under params/data/args.
+
+    Top-level keys (a notification_name beside `params`, say) are kept, the
+    payload's own keys win.
+    """
+    for key in _WRAPPERS:
+        inner = item.get(key)
+        if isinstance(inner, dict) and "call_session_id" not in item:
+            merged = {k: v for k, v in item.items() if k != key}
+            merged.update(inner)
+            return merged
+    return item
+
+
+def _unquote(value: object) -> object:
+    """Undo UIS template quirks (uis-call-api.md section 8.2).
+
+    A placeholder wrapped in quotes arrives as `"\\"value\\""`; one the event
+    type does not have stays as the literal `{{var}}`, which means "no value".
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+            text = text[1:-1]
+        if text.startswith("{{") and text.endswith("}}"):
+            return None
+        if text in ("null", ""):
+            return None
+        return text
+    return value
+
+
+def _number_text(value: int | float) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

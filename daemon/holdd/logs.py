@@ -1,0 +1,153 @@
+"""Logging: one JSON object per line on stdout, or a console rendering on a
+TTY (shell).
+
+structlog's production recipe (ecosystem.md section 2): contextvars first, so a
+task that bound `call_session_id` and `rule` has them on every line; an ISO
+UTC `timestamp`; structured tracebacks; orjson bytes. The stdlib loggers of
+aiohttp and websockets go through the same chain, so every line on stdout is
+the same shape. A redaction step replaces every configured secret wherever it
+appears, and the values of secret-named keys, before anything is rendered.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, BinaryIO
+
+import orjson
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+_SECRET_KEYS = frozenset({"access_token", "password", "secret", "authorization", "token"})
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class Redactor:
+    """Replace secrets anywhere in an event dict (keys, values, nested)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a secret containing another is replaced whole.
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, _logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+        return {k: self._clean(k, v) for k, v in event.items()}
+
+    def _clean(self, key: object, value: object) -> Any:
+        if isinstance(key, str) and key.casefold() in _SECRET_KEYS and value:
+            return "***"
+        if isinstance(value, str):
+            for secret in self.secrets:
+                if secret in value:
+                    value = value.replace(secret, "***")
+            return value
+        if isinstance(value, dict):
+            return {k: self._clean(k, v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(None, v) for v in value]
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        return self._clean(key, repr(value))
+
+
+def _render_json(_logger: WrappedLogger, _name: str, event: EventDict) -> bytes:
+    return orjson.dumps(event, default=repr)
+
+
+class _ConsoleBytes:
+    def __init__(self) -> None:
+        self._console = structlog.dev.ConsoleRenderer(colors=False)
+
+    def __call__(self, logger: WrappedLogger, name: str, event: EventDict) -> bytes:
+        return str(self._console(logger, name, event)).encode()
+
+
+class _StdlibToStream(logging.Handler):
+    """Writes stdlib records, rendered by structlog, to the same byte stream."""
+
+    def __init__(self, stream: BinaryIO, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self.stream = stream
+        self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            self.stream.write(line.encode() + b"\n")
+            self.stream.flush()
+        except Exception:  # logging must never take the daemon down
+            self.handleError(record)
+
+
+def configure(
+    *,
+    fmt: str = "auto",
+    level: str = "info",
+    secrets: Iterable[str] = (),
+    stream: BinaryIO | None = None,
+) -> None:
+    """Set up structlog and the stdlib root logger; may be called again."""
+    out = stream if stream is not None else sys.stdout.buffer
+    console = fmt == "console" or (fmt == "auto" and out.isatty())
+    redact = Redactor(secrets)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+    ]
+    tail: list[Processor]
+    if console:
+        tail = [redact, _ConsoleBytes()]
+    else:
+        tail = [structlog.processors.dict_tracebacks, redact, _render_json]
+    structlog.configure(
+        processors=[*shared, structlog.processors.StackInfoRenderer(), *tail],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.BytesLoggerFactory(out),
+        # Not cached: `configure` runs again on reload, in tests and in the demo.
+        cache_logger_on_first_use=False,
+    )
+
+    def _text(logger: WrappedLogger, name: str, event: EventDict) -> str:
+        rendered = tail[-1](logger, name, event)
+        assert isinstance(rendered, bytes)  # noqa: S101 - both renderers give bytes
+        return rendered.decode()
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[
+            _event_from_message,
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *tail[:-1],
+            _text,
+        ],
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _StdlibToStream):
+            root.removeHandler(handler)
+    root.addHandler(_StdlibToStream(out, formatter))
+    root.setLevel(max(_LEVELS[level], logging.INFO))
+
+
+def _event_from_message(
+    _logger: WrappedLogger, _name: str, event: MutableMapping[str, Any]
+) -> EventDict:
+    """Foreign records: keep their text in `message`, name the event after the logger."""
+    record = event.get("_record")
+    text = event.get("event")
+    logger_name = getattr(record, "name", None) or event.get("logger") or "stdlib"
+    event["message"] = text
+    event["event"] = f"{str(logger_name).replace('.', '_')}_log"
+    return dict(event)
+
+
+def get_logger(**bound: object) -> structlog.typing.FilteringBoundLogger:
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(**bound)
+    return logger

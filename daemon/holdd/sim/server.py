@@ -1,0 +1,338 @@
+"""The built-in UIS simulator's network side (shell), on aiohttp.
+
+`Simulator` serves one `SimAccount` (holdd.sim.state) over HTTP:
+
+* `POST /v4.0`: the Call API, JSON-RPC 2.0 (reference `uis-call-api.md` §1).
+  Any other HTTP method answers 405 (§1: "Always use the POST method").
+* `GET /notify`: a websocket; every notification (§8.3 variables) goes to every
+  connected client as one JSON text message. UIS itself only has HTTP webhooks
+  (§8.2); this stream is the form holdd's `[notify] url` reads.
+* `/control/...`: a small control API for `holdd sim` users: start a call,
+  answer it, finish the talk, end it, list the calls and the recorded requests.
+
+Tests drive the same control steps in-process (`await sim.answer(id)`) and wait
+for what the daemon did with `wait_for_requests`, never by sleeping.
+
+Every Call API exchange goes through `handle_rpc`, the one place a fault layer
+(failing requests, delays, HTTP 500 after applying) will wrap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import WSCloseCode, web
+
+from holdd.sim.state import (
+    CallNotFound,
+    InvalidTransition,
+    JsonDict,
+    Notification,
+    RecordedRequest,
+    SimAccount,
+    SimControlError,
+)
+
+#: The Call API version path this simulator serves (§1 Versioning).
+API_PATH = "/v4.0"
+NOTIFY_PATH = "/notify"
+
+
+class Simulator:
+    """A fake UIS Call API v4.0 plus a notification websocket, on one local port."""
+
+    def __init__(
+        self,
+        *,
+        tokens: Iterable[str] = ("sim-token",),
+        users: dict[str, str] | None = None,
+        media_ids: Iterable[str] = ("2034", "2561", "3001"),
+        tts_max_length: int = 500,
+        minute_limit: int = 250,
+        day_limit: int = 10000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self._account = SimAccount(
+            tokens=tokens,
+            users=users,
+            media_ids=media_ids,
+            tts_max_length=tts_max_length,
+            minute_limit=minute_limit,
+            day_limit=day_limit,
+        )
+        self._runner: web.AppRunner | None = None
+        self._address: tuple[str, int] | None = None
+        self._clients: set[web.WebSocketResponse] = set()
+        # Notified whenever a request is recorded or a client comes or goes.
+        self._changed = asyncio.Condition()
+        # Serialises broadcasts so every client gets the notifications in the
+        # order the account produced them.
+        self._send_lock = asyncio.Lock()
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on host:port (port 0: any free port; read `url` afterwards)."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running")
+        runner = web.AppRunner(self._build_app(), handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound = runner.addresses[0]
+        self._address = (str(bound[0]), int(bound[1]))
+
+    async def stop(self) -> None:
+        """Close every websocket client, then stop listening."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        for ws in list(self._clients):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"simulator stopping")
+        await runner.cleanup()
+        self._address = None
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- where it is and what it holds -------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._bound()
+        return f"http://{_host_for_url(host)}:{port}"
+
+    @property
+    def callapi_url(self) -> str:
+        return self.url + API_PATH
+
+    @property
+    def notify_url(self) -> str:
+        host, port = self._bound()
+        return f"ws://{_host_for_url(host)}:{port}{NOTIFY_PATH}"
+
+    @property
+    def account(self) -> SimAccount:
+        return self._account
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every Call API request received so far, oldest first (a copy)."""
+        return list(self._account.requests)
+
+    @property
+    def connected_clients(self) -> int:
+        return len(self._clients)
+
+    def _bound(self) -> tuple[str, int]:
+        if self._address is None:
+            raise RuntimeError("the simulator is not running")
+        return self._address
+
+    # -- waiting for things to happen ---------------------------------------
+
+    # The deadline is a parameter (ASYNC109) because tests read better with it and
+    # the error then says how far the wait got.
+    async def wait_for_clients(self, n: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Return once exactly `n` websocket clients are connected (0: all have left)."""
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: len(self._clients) == n)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{len(self._clients)} of {n} websocket clients after {timeout} s"
+            ) from None
+
+    async def wait_for_requests(
+        self,
+        n: int,
+        *,
+        method: str | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> list[RecordedRequest]:
+        """Wait until at least `n` requests (of `method`, if given) were recorded; return them."""
+
+        def matching() -> list[RecordedRequest]:
+            return [r for r in self._account.requests if method is None or r.method == method]
+
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: len(matching()) >= n)
+        except TimeoutError:
+            what = "requests" if method is None else f"{method} requests"
+            raise TimeoutError(f"{len(matching())} of {n} {what} after {timeout} s") from None
+        return matching()
+
+    async def _note_change(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- the Call API -------------------------------------------------------
+
+    async def handle_rpc(self, body: bytes) -> tuple[int, JsonDict]:
+        """One Call API exchange: answer `body`, send what it caused, return (status, response).
+
+        The notifications a request causes (`release.call` ends a call) reach the
+        websocket clients before the HTTP answer is sent, as a fast UIS would.
+        """
+        status, response = self._account.handle(body, self._clock())
+        await self._broadcast(self._account.drain_notifications())
+        await self._note_change()
+        return status, response
+
+    async def _on_rpc(self, request: web.Request) -> web.Response:
+        status, response = await self.handle_rpc(await request.read())
+        # §1: responses are JSON, UTF-8.
+        return _json_response(response, status=status)
+
+    # -- the notification stream -------------------------------------------
+
+    async def _on_notify(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._clients.add(ws)
+        await self._note_change()
+        try:
+            # Clients have nothing to say; reading keeps pings and the close handshake going.
+            async for _message in ws:
+                pass
+        finally:
+            self._clients.discard(ws)
+            await self._note_change()
+        return ws
+
+    async def _broadcast(self, notifications: list[Notification]) -> None:
+        """Hand every notification, in order, to every connected client."""
+        if not notifications:
+            return
+        messages = [orjson.dumps(note).decode() for note in notifications]
+        async with self._send_lock:
+            for ws in list(self._clients):
+                for message in messages:
+                    if ws.closed:
+                        break
+                    try:
+                        await ws.send_str(message)
+                    except ConnectionError:
+                        # The client went away mid-send; its handler forgets it.
+                        break
+
+    # -- control, in process ------------------------------------------------
+
+    async def start_call(self, **fields: object) -> int:
+        """Start a call (fields of `CallSpec`), broadcast its notification; its call_session_id."""
+        call, notifications = self._account.start_call(self._clock(), **fields)
+        await self._broadcast(notifications)
+        return call.call_session_id
+
+    async def answer(self, call_session_id: int) -> None:
+        """Connect the parties (SESSION -> TALK) and broadcast «Начало разговора»."""
+        await self._broadcast(self._account.answer(call_session_id, self._clock()))
+
+    async def finish_talk(self, call_session_id: int) -> None:
+        """End the talk (TALK/HOLD -> POST_TALK) and broadcast «Окончание разговора»."""
+        await self._broadcast(self._account.finish_talk(call_session_id, self._clock()))
+
+    async def end_call(self, call_session_id: int) -> None:
+        """End the session and broadcast «Завершение звонка» (after the talk's end if needed)."""
+        await self._broadcast(self._account.end_call(call_session_id, self._clock()))
+
+    async def send_notifications(self, *notifications: Notification) -> None:
+        """Send notifications as given, outside the account's life cycle.
+
+        For the provider's imperfections: duplicates, reordered or malformed
+        notifications. The account's state is not changed.
+        """
+        await self._broadcast(list(notifications))
+
+    # -- control, over HTTP -------------------------------------------------
+
+    async def _on_start_call(self, request: web.Request) -> web.Response:
+        try:
+            fields = orjson.loads(await request.read() or b"{}")
+        except orjson.JSONDecodeError as exc:
+            return _json_response({"error": f"invalid JSON: {exc}"}, status=400)
+        if not isinstance(fields, dict):
+            return _json_response({"error": "the body must be a JSON object"}, status=400)
+        try:
+            call_session_id = await self.start_call(**fields)
+        except SimControlError as exc:
+            return _control_error(exc)
+        return _json_response({"call_session_id": call_session_id})
+
+    async def _on_call_step(self, request: web.Request) -> web.Response:
+        call_session_id = int(request.match_info["call_session_id"])
+        step = request.match_info["step"]
+        try:
+            match step:
+                case "answer":
+                    await self.answer(call_session_id)
+                case "finish_talk":
+                    await self.finish_talk(call_session_id)
+                case _:
+                    await self.end_call(call_session_id)
+        except SimControlError as exc:
+            return _control_error(exc)
+        call = self._account.call(call_session_id)
+        return _json_response({"call_session_id": call_session_id, "state": call.state.value})
+
+    async def _on_list_calls(self, request: web.Request) -> web.Response:
+        language = self._account.leg_language
+        calls = [call.snapshot(language) for call in self._account.all_calls()]
+        return _json_response({"calls": calls})
+
+    async def _on_list_requests(self, request: web.Request) -> web.Response:
+        return _json_response({"requests": [r.to_json() for r in self._account.requests]})
+
+    def _build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(API_PATH, self._on_rpc)
+        app.router.add_get(NOTIFY_PATH, self._on_notify)
+        app.router.add_post("/control/calls", self._on_start_call)
+        app.router.add_get("/control/calls", self._on_list_calls)
+        app.router.add_post(
+            r"/control/calls/{call_session_id:\d+}/{step:answer|finish_talk|end}",
+            self._on_call_step,
+        )
+        app.router.add_get("/control/requests", self._on_list_requests)
+        return app
+
+
+def _json_response(body: Mapping[str, Any], *, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps(body),
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
+def _control_error(exc: SimControlError) -> web.Response:
+    if isinstance(exc, CallNotFound):
+        status = 404
+    elif isinstance(exc, InvalidTransition):
+        status = 409
+    else:
+        status = 400
+    return _json_response({"error": str(exc)}, status=status)
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+__all__ = ["API_PATH", "NOTIFY_PATH", "Simulator"]

@@ -1,0 +1,82 @@
+"""The call table: states of the call state diagram, one Talk episode per entry."""
+
+from __future__ import annotations
+
+from holdd.calls import CallTable, ChangeKind
+from holdd.events import EventKind, Notification
+from holdd.states import CallState
+
+
+def note(csid: int, kind: EventKind, state: CallState | None = None, **fields: str) -> Notification:
+    return Notification(csid, kind, state, fields)
+
+
+def kinds(changes: list) -> list[ChangeKind]:  # type: ignore[type-arg]
+    return [c.kind for c in changes]
+
+
+def test_life_of_a_call() -> None:
+    table = CallTable()
+    assert table.apply(note(1, EventKind.CALL_STARTED, direction="in"), now=10) == []
+    assert table.get(1).state is CallState.SESSION
+    changes = table.apply(note(1, EventKind.TALK_STARTED), now=12)
+    assert kinds(changes) == [ChangeKind.TALK_ENTERED]
+    call = changes[0].call
+    assert (call.state, call.episode, call.talk_started_at) == (CallState.TALK, 1, 12)
+    assert call.fields["direction"] == "in"
+    assert kinds(table.apply(note(1, EventKind.TALK_FINISHED), now=20)) == [ChangeKind.TALK_LEFT]
+    assert kinds(table.apply(note(1, EventKind.CALL_FINISHED), now=21)) == [ChangeKind.ENDED]
+    assert table.get(1).state is CallState.ENDED
+
+
+def test_duplicate_talk_started_is_not_a_new_episode() -> None:
+    table = CallTable()
+    assert kinds(table.apply(note(1, EventKind.TALK_STARTED), now=1)) == [ChangeKind.TALK_ENTERED]
+    assert table.apply(note(1, EventKind.TALK_STARTED), now=2) == []
+    table.held(1, now=3)
+    assert table.get(1).state is CallState.HOLD
+    # The provider repeating itself while we hold the call changes nothing.
+    assert table.apply(note(1, EventKind.TALK_STARTED), now=4) == []
+    assert table.get(1).state is CallState.HOLD
+    assert table.get(1).episode == 1
+
+
+def test_talk_again_after_post_talk_is_a_new_episode() -> None:
+    table = CallTable()
+    table.apply(note(1, EventKind.TALK_STARTED), now=1)
+    table.apply(note(1, EventKind.TALK_FINISHED), now=2)
+    changes = table.apply(note(1, EventKind.TALK_STARTED), now=3)
+    assert kinds(changes) == [ChangeKind.TALK_ENTERED]
+    assert changes[0].call.episode == 2
+
+
+def test_finished_before_started_never_talks() -> None:
+    table = CallTable()
+    assert table.apply(note(7, EventKind.CALL_FINISHED), now=1) == []
+    assert table.apply(note(7, EventKind.TALK_STARTED), now=2) == []
+    assert table.get(7).state is CallState.ENDED
+
+
+def test_ended_calls_are_swept_after_the_ttl() -> None:
+    table = CallTable(ended_ttl=60)
+    for csid in range(1, 1001):
+        table.apply(note(csid, EventKind.TALK_STARTED), now=csid)
+        table.apply(note(csid, EventKind.CALL_FINISHED), now=csid)
+    table.apply(note(5000, EventKind.TALK_STARTED), now=1000)
+    assert len(table) == 1001
+    assert table.sweep(now=1030) == 970  # ended at t <= 970
+    assert table.sweep(now=2000) == 30
+    assert len(table) == 1 and table.get(5000) is not None
+
+
+def test_explicit_state_moves_the_call() -> None:
+    table = CallTable()
+    assert kinds(table.apply(note(3, EventKind.OTHER, CallState.TALK), now=1)) == [
+        ChangeKind.TALK_ENTERED
+    ]
+    assert kinds(table.apply(note(3, EventKind.OTHER, CallState.DIALING), now=2)) == [
+        ChangeKind.TALK_LEFT
+    ]
+    assert kinds(table.apply(note(3, EventKind.OTHER, CallState.ENDED), now=3)) == [
+        ChangeKind.ENDED
+    ]

@@ -1,0 +1,81 @@
+"""holdd.toml: settings, credentials and problems with file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from holdd.config import load_settings
+from holdd.durations import parse_duration
+from holdd.errors import ConfigError
+
+GOOD = """
+[callapi]
+url = "https://callapi.uiscom.ru/v4.0"
+{token}
+timeout = "1m30s"
+
+[notify]
+url = "wss://notify.example.net/stream"
+
+[rules]
+files = ["rules.d/*.toml"]
+"""
+
+
+def setup(tmp_path: Path, token: str = 'access_token = "tok-123456"', extra: str = "") -> Path:
+    (tmp_path / "rules.d").mkdir(exist_ok=True)
+    (tmp_path / "rules.d" / "a.toml").write_text("")
+    path = tmp_path / "holdd.toml"
+    path.write_text(GOOD.replace("{token}", token) + extra)
+    return path
+
+
+def test_durations() -> None:
+    assert parse_duration("500ms") == 0.5
+    assert parse_duration("1h30m") == 5400
+    for bad in ("30", "", "1x", "m5"):
+        with pytest.raises(ValueError, match="duration"):
+            parse_duration(bad)
+
+
+def test_settings_resolve_paths_and_hide_the_token(tmp_path: Path) -> None:
+    s = load_settings(setup(tmp_path))
+    assert s.timeout == 90
+    assert s.rule_files == (tmp_path / "rules.d" / "a.toml",)
+    assert s.access_token.reveal() == "tok-123456"
+    assert "tok-123456" not in repr(s)
+
+
+def test_token_from_file_and_from_systemd_credentials(tmp_path: Path) -> None:
+    (tmp_path / "tok").write_text("from-file-token\n")
+    s = load_settings(setup(tmp_path, 'access_token_file = "tok"'))
+    assert s.access_token.reveal() == "from-file-token"
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "access_token").write_text("cred-token")
+    s = load_settings(setup(tmp_path, ""), environ={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert s.access_token.reveal() == "cred-token"
+
+
+def test_problems_carry_file_and_line(tmp_path: Path) -> None:
+    path = setup(tmp_path, extra='\n[log]\nlevel = "info"\nformatt = "json"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    line = path.read_text().splitlines().index('formatt = "json"') + 1
+    assert line == 15
+    assert [str(p) for p in err.value.problems] == [f"{path}:{line}: unknown key 'formatt'"]
+
+
+def test_every_semantic_problem_at_once(tmp_path: Path) -> None:
+    path = setup(tmp_path, "", extra='\n[notify.events]\n"x" = "dancing"\n')
+    path.write_text(path.read_text().replace('"1m30s"', '"soon"').replace("wss://", "tcp://"))
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    words = [p.what for p in err.value.problems]
+    assert len(words) == 4, words
+    assert any("no Call API credentials" in w for w in words)
+    assert any("bad duration" in w for w in words)
+    assert any("not ws(s)" in w for w in words)
+    assert any("event kind 'dancing'" in w for w in words)

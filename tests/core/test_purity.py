@@ -1,0 +1,40 @@
+"""The core imports no asyncio, aiohttp or websockets (house-style.md "Shape")."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CORE = [
+    "holdd.events",
+    "holdd.calls",
+    "holdd.states",
+    "holdd.rules",
+    "holdd.rules.engine",
+    "holdd.rules.load",
+    "holdd.rules.patterns",
+    "holdd.ledger",
+    "holdd.config",
+    "holdd.durations",
+    "holdd.backoff",
+    "holdd.tomlpos",
+]
+SHELL_ONLY = ("asyncio", "aiohttp", "websockets")
+
+
+def test_core_modules_import_no_io_libraries() -> None:
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in CORE)
+        + f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {SHELL_ONLY!r})\n"
+        + "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_the_check_itself_sees_a_shell_module() -> None:
+    # Guard against a test that cannot fail: the shell does pull these in.
+    code = "import sys, holdd.callapi; print('aiohttp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

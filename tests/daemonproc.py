@@ -1,0 +1,107 @@
+"""`holdd run` as a real subprocess, its stdout read line by line (test helper)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+import holdd
+
+PACKAGE_ROOT = str(Path(holdd.__file__).resolve().parents[1])
+
+
+def write_config(
+    directory: Path, *, callapi_url: str, notify_url: str, token: str, rules: str, extra: str = ""
+) -> Path:
+    (directory / "rules.d").mkdir(exist_ok=True)
+    (directory / "rules.d" / "rules.toml").write_text(rules, encoding="utf-8")
+    config = directory / "holdd.toml"
+    config.write_text(
+        f'[callapi]\nurl = "{callapi_url}"\naccess_token = "{token}"\ntimeout = "5s"\n\n'
+        f'[notify]\nurl = "{notify_url}"\n\n[rules]\nfiles = ["rules.d/*.toml"]\n\n'
+        f'[log]\nformat = "json"\nlevel = "debug"\n{extra}',
+        encoding="utf-8",
+    )
+    return config
+
+
+class DaemonProcess:
+    """Runs `python -m holdd run -c CONFIG`; every stdout line is kept as raw bytes."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.raw: list[bytes] = []
+        self.stderr = b""
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._tick = asyncio.Event()
+
+    async def start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = PACKAGE_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "holdd",
+            "run",
+            "-c",
+            str(self.config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            self.raw.append(line.rstrip(b"\n"))
+            tick, self._tick = self._tick, asyncio.Event()
+            tick.set()
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.raw:
+            doc = orjson.loads(line)
+            assert isinstance(doc, dict), line
+            out.append(doc)
+        return out
+
+    async def wait_event(
+        self, predicate: Callable[[dict[str, Any]], bool], within: float = 20.0
+    ) -> dict[str, Any]:
+        """The first logged event for which `predicate` holds (waits for it)."""
+        async with asyncio.timeout(within):
+            while True:
+                for event in self.events():
+                    if predicate(event):
+                        return event
+                assert self._reader is not None
+                if self._reader.done():
+                    raise AssertionError(f"holdd exited; stderr: {self.stderr!r}")
+                await self._tick.wait()
+
+    async def stop(self, sig: int = signal.SIGTERM, within: float = 15.0) -> int:
+        assert self.proc is not None and self.proc.stderr is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        async with asyncio.timeout(within):
+            self.stderr = await self.proc.stderr.read()
+            code = await self.proc.wait()
+            assert self._reader is not None
+            await self._reader
+        return code
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._reader is not None:
+            await self._reader
