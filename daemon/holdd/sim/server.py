@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from aiohttp import WSCloseCode, web
 
+from holdd.sim.faults import RpcFaults
 from holdd.sim.state import (
     CallNotFound,
     InvalidTransition,
@@ -65,6 +66,8 @@ class Simulator:
             minute_limit=minute_limit,
             day_limit=day_limit,
         )
+        #: Fault knobs of the Call API side; none armed by default.
+        self.faults = RpcFaults()
         self._runner: web.AppRunner | None = None
         self._address: tuple[str, int] | None = None
         self._clients: set[web.WebSocketResponse] = set()
@@ -194,10 +197,10 @@ class Simulator:
         await self._note_change()
         return status, response
 
-    async def _on_rpc(self, request: web.Request) -> web.Response:
-        status, response = await self.handle_rpc(await request.read())
-        # §1: responses are JSON, UTF-8.
-        return _json_response(response, status=status)
+    async def _on_rpc(self, request: web.Request) -> web.StreamResponse:
+        # The fault layer (holdd.sim.faults) decides whether the account sees
+        # the request at all, and what the client gets back.
+        return await self.faults.serve(request, self.handle_rpc)
 
     # -- the notification stream -------------------------------------------
 
