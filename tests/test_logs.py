@@ -1,12 +1,18 @@
 """Logs: JSON lines with timestamp, level, event; contextvars; secrets redacted;
-stdlib loggers (aiohttp, websockets) in the same shape."""
+stdlib loggers (aiohttp, websockets) in the same shape; a syslog priority
+prefix when stdout is the journal."""
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
 
 import orjson
+import pytest
 import structlog
 
 from holdd import logs
@@ -52,3 +58,82 @@ def test_stdlib_loggers_come_out_as_the_same_json() -> None:
     assert out[1]["event"] == "aiohttp_server_log" and out[1]["level"] == "error"
     assert out[1]["exception"][0]["exc_type"] == "ValueError"
     assert all({"timestamp", "level", "event"} <= e.keys() for e in out)
+
+
+# -- journald: `<N>` priority prefix (ecosystem.md section 1.8) -------------------
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[BinaryIO]:
+    """A real file standing in for journald's stdout stream."""
+    with (tmp_path / "stdout").open("wb") as out:
+        try:
+            yield out
+        finally:
+            # Leave logging pointed at something open for later tests.
+            logs.configure(fmt="json", stream=io.BytesIO())
+
+
+def journal_stream(f: BinaryIO) -> str:
+    st = os.fstat(f.fileno())
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def test_on_the_journal_every_line_carries_its_priority(
+    log_file: BinaryIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", journal_stream(log_file))
+    logs.configure(fmt="json", level="debug", secrets=[SECRET], stream=log_file)
+    log = structlog.get_logger("t")
+    log.debug("notification_received", call_session_id=1)
+    log.info("hold_sent", call_session_id=1, token=SECRET)
+    log.warning("notification_dropped", reason="not_json")
+    log.error("hold_failed", mnemonic="media_file_not_found")
+    log.critical("holdd_failed")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("hold_crashed")
+    logging.getLogger("aiohttp.server").error("Error handling request")
+    log_file.flush()
+    raw = Path(log_file.name).read_bytes().splitlines()
+    prefixes = [line[:3] for line in raw]
+    assert prefixes == [b"<7>", b"<6>", b"<4>", b"<3>", b"<2>", b"<3>", b"<3>"]
+    events = [orjson.loads(line[3:]) for line in raw]  # journald strips the prefix
+    assert [e["event"] for e in events] == [
+        "notification_received",
+        "hold_sent",
+        "notification_dropped",
+        "hold_failed",
+        "holdd_failed",
+        "hold_crashed",
+        "aiohttp_server_log",
+    ]
+    assert events[1]["token"] == "***"
+    assert events[5]["exception"][0]["exc_type"] == "ValueError"
+
+
+def test_no_prefix_when_stdout_is_another_file(
+    log_file: BinaryIO, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child inherits JOURNAL_STREAM but not the stream: the inode decides."""
+    with (tmp_path / "elsewhere").open("wb") as other:
+        monkeypatch.setenv("JOURNAL_STREAM", journal_stream(other))
+    logs.configure(fmt="json", stream=log_file)
+    structlog.get_logger("t").error("hold_failed")
+    log_file.flush()
+    assert orjson.loads(Path(log_file.name).read_bytes())["event"] == "hold_failed"
+
+
+def test_no_prefix_without_journal_stream_or_a_file_descriptor(
+    log_file: BinaryIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    assert not logs.on_journal(log_file)
+    monkeypatch.setenv("JOURNAL_STREAM", journal_stream(log_file))
+    assert logs.on_journal(log_file)
+    assert not logs.on_journal(io.BytesIO())  # no fileno at all
+    buf = io.BytesIO()
+    logs.configure(fmt="json", stream=buf, journal=True)  # forced on
+    structlog.get_logger("t").warning("notify_disconnected")
+    assert buf.getvalue().startswith(b'<4>{"')

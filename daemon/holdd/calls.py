@@ -14,9 +14,10 @@ bounded however many calls pass through.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from holdd.events import EventKind, Notification
 from holdd.states import TALKING, CallState
@@ -44,6 +45,23 @@ class Call:
     updated_at: float = 0.0
     #: Rules that acted on this call (a rule fires at most once per call).
     fired: set[str] = field(default_factory=set)
+    #: What ended the call: "notification" is final; "resync" (the API no
+    #: longer listed it) yields to a later notification, because a listing
+    #: can lag behind a call that has only just started.
+    ended_by: str | None = None
+
+
+class ActiveSession(Protocol):
+    """What resync needs of one `list.calls` entry (callapi.ActiveCall has it)."""
+
+    @property
+    def call_session_id(self) -> int: ...
+
+    @property
+    def state(self) -> CallState: ...
+
+    @property
+    def fields(self) -> Mapping[str, str | int | None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +107,17 @@ class CallTable:
 
     def apply(self, n: Notification, now: float) -> list[CallChange]:
         """Apply one notification; return what changed that matters."""
-        target = n.state or _KIND_STATE.get(n.kind)
         call = self._calls.get(n.call_session_id)
+        target = n.state or _KIND_STATE.get(n.kind)
+        if n.kind is EventKind.WAITING and n.state is None and call is not None:
+            # "Waiting for the answer" names a leg being dialled (section 8.4):
+            # before the first Talk that is still SESSION; from HOLD (after
+            # make.call) it is the diagram's DIALING; during a Talk it changes
+            # nothing.
+            if call.state in (CallState.HOLD, CallState.WAITING_INPUT):
+                target = CallState.DIALING
+            elif call.state is not CallState.SESSION:
+                target = None
         if call is None:
             call = Call(n.call_session_id, CallState.SESSION, updated_at=now)
             self._calls[n.call_session_id] = call
@@ -100,7 +127,11 @@ class CallTable:
                 call.fields.update(n.fields)
                 return self._end(call, now, source="notification", quiet=True)
         if call.state is CallState.ENDED:
-            return []
+            if call.ended_by != "resync":
+                return []
+            call.state = CallState.SESSION
+            call.ended_by = None
+            self._ended.pop(call.call_session_id, None)
         call.fields.update(n.fields)
         call.updated_at = now
         if target is None:
@@ -126,6 +157,43 @@ class CallTable:
         if before in _SAME_EPISODE and target not in _SAME_EPISODE:
             return [CallChange(ChangeKind.TALK_LEFT, call, source)]
         return []
+
+    def reconcile(
+        self, snapshot: Iterable[ActiveSession], taken_at: float, now: float
+    ) -> list[CallChange]:
+        """Bring the table in line with `list.calls` (resync, holdd-spec section 4).
+
+        `snapshot` is every active session the API listed, asked for at
+        `taken_at`. A call the API lists and we did not know is added in its
+        state (a call in TALK enters a Talk episode, so rules run on it); a call
+        we think active that the API no longer lists has ended. Notifications
+        that arrived after `taken_at` are fresher than the snapshot: such calls
+        are left as the notifications put them, so a call that started while
+        the request was in flight is never ended by mistake.
+        """
+        changes: list[CallChange] = []
+        listed: set[int] = set()
+        for session in snapshot:
+            listed.add(session.call_session_id)
+            call = self._calls.get(session.call_session_id)
+            if call is None:
+                call = Call(session.call_session_id, CallState.SESSION, updated_at=now)
+                self._calls[session.call_session_id] = call
+                call.fields.update(session.fields)
+            elif call.state is CallState.ENDED or call.updated_at > taken_at:
+                continue
+            else:
+                for key, value in session.fields.items():
+                    call.fields.setdefault(key, value)
+            changes.extend(self.move(call, session.state, now, source="resync"))
+        for call in list(self._calls.values()):
+            if (
+                call.call_session_id not in listed
+                and call.state is not CallState.ENDED
+                and call.updated_at <= taken_at
+            ):
+                changes.extend(self._end(call, now, source="resync"))
+        return changes
 
     def held(self, call_session_id: int, now: float) -> None:
         """`hold.call` succeeded (TALK -> HOLD, diagram section 4)."""
@@ -161,6 +229,7 @@ class CallTable:
 
     def _end(self, call: Call, now: float, *, source: str, quiet: bool = False) -> list[CallChange]:
         call.state = CallState.ENDED
+        call.ended_by = source
         call.updated_at = now
         self._ended[call.call_session_id] = now
         self._ended.move_to_end(call.call_session_id)

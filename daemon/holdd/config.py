@@ -1,8 +1,15 @@
 """`holdd.toml`: typed, frozen settings, every problem reported at once (core:
 reads the files it is pointed at, nothing else).
 
-Secrets (the access token) are held in `Secret`, whose repr never shows the
-value, so a settings object can be logged or printed without leaking it.
+Secrets (the access token, the `login.user` password) are held in `Secret`,
+whose repr never shows the value, so a settings object can be logged or
+printed without leaking it.
+
+`[callapi]` credentials are one of the two kinds of uis-call-api.md section 2:
+a permanent key (`access_token`, `access_token_file`, or the systemd credential
+`$CREDENTIALS_DIRECTORY/access_token`), or `login` plus a password
+(`password`, `password_file`, or `$CREDENTIALS_DIRECTORY/password`) for
+`login.user` session keys.
 """
 
 from __future__ import annotations
@@ -46,11 +53,24 @@ class Secret:
         return hash(self._value)
 
 
+@dataclass(frozen=True, slots=True)
+class LoginPassword:
+    """Credentials for `login.user` (section 2); the password stays a `Secret`."""
+
+    login: str
+    password: Secret
+
+
 class _CallApi(msgspec.Struct, forbid_unknown_fields=True):
     url: str
     access_token: str | None = None
     access_token_file: str | None = None
+    login: str | None = None
+    password: str | None = None
+    password_file: str | None = None
     timeout: str = "5s"
+    #: How long one action (a hold) may keep retrying before it gives up.
+    action_deadline: str = "30s"
     max_connections: int = 10
     tts_max_length: int = 500
 
@@ -60,6 +80,14 @@ class _Notify(msgspec.Struct, forbid_unknown_fields=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     timezone: str = "Europe/Moscow"
     events: dict[str, str] = msgspec.field(default_factory=dict)
+    resync_interval: str = "5m"
+    idle_timeout: str = "0s"
+
+
+class _Webhook(msgspec.Struct, forbid_unknown_fields=True):
+    secret: str
+    listen: str = "127.0.0.1:8081"
+    path: str = "/uis/notify"
 
 
 class _Rules(msgspec.Struct, forbid_unknown_fields=True):
@@ -81,7 +109,8 @@ class _Log(msgspec.Struct, forbid_unknown_fields=True):
 
 class _File(msgspec.Struct, forbid_unknown_fields=True):
     callapi: _CallApi
-    notify: _Notify
+    notify: _Notify | None = None
+    webhook: _Webhook | None = None
     rules: _Rules = msgspec.field(default_factory=_Rules)
     state: _State = msgspec.field(default_factory=_State)
     http: _Http = msgspec.field(default_factory=_Http)
@@ -96,10 +125,17 @@ class Settings:
     timeout: float
     max_connections: int
     tts_max_length: int
-    notify_url: str
+    #: The notification websocket; None when only the webhook feeds holdd.
+    notify_url: str | None
     notify_headers: dict[str, str]
     timezone: str
     events: dict[str, str]
+    resync_interval: float
+    idle_timeout: float
+    #: The webhook receiver: (host, port), path and shared secret; None when off.
+    webhook_listen: tuple[str, int] | None
+    webhook_path: str
+    webhook_secret: Secret | None
     rule_files: tuple[Path, ...]
     state_path: Path
     http_listen: tuple[str, int]
@@ -107,6 +143,16 @@ class Settings:
     log_level: str
     #: Secret values, for the log redactor (never printed).
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    #: `[callapi] login` + password: session keys from `login.user` instead of
+    #: a permanent key (`access_token` is then empty).
+    login: LoginPassword | None = None
+    #: `[callapi] action_deadline`: retries of one action stop after this long.
+    action_deadline: float = 30.0
+
+    @property
+    def credentials(self) -> Secret | LoginPassword:
+        """What `CallApiClient` authenticates with: the permanent key or login + password."""
+        return self.login if self.login is not None else self.access_token
 
 
 def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings:
@@ -138,18 +184,45 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
         raise ConfigError(problems) from None
 
     base = path.parent
-    token = _token(raw.callapi, base, env, problem)
+    login = _login(raw.callapi, base, env, problem)
+    token = Secret("") if login is not None else _token(raw.callapi, base, env, problem)
     timeout = _duration(raw.callapi.timeout, ("callapi", "timeout"), problem)
+    known = len(problems)
+    action_deadline = _duration(
+        raw.callapi.action_deadline, ("callapi", "action_deadline"), problem
+    )
+    if action_deadline <= 0 and len(problems) == known:
+        problem(("callapi", "action_deadline"), "action_deadline must be more than 0")
     if not raw.callapi.url.startswith(("https://", "http://")):
         problem(("callapi", "url"), f"url {raw.callapi.url!r} is not http(s)")
-    if not raw.notify.url.startswith(("wss://", "ws://")):
-        problem(("notify", "url"), f"url {raw.notify.url!r} is not ws(s)")
+    notify = raw.notify or _Notify(url="")
+    if raw.notify is None and raw.webhook is None:
+        problem(
+            (),
+            "no notification source",
+            "set [notify] url (websocket) or [webhook] (UIS HTTP notifications), or both",
+        )
+    if raw.notify is not None and not notify.url.startswith(("wss://", "ws://")):
+        problem(("notify", "url"), f"url {notify.url!r} is not ws(s)")
+    resync_interval = _duration(notify.resync_interval, ("notify", "resync_interval"), problem)
+    idle_timeout = _duration(notify.idle_timeout, ("notify", "idle_timeout"), problem)
+    webhook_listen: tuple[str, int] | None = None
+    if raw.webhook is not None:
+        webhook_listen = _host_port(raw.webhook.listen, ("webhook", "listen"), problem)
+        if len(raw.webhook.secret) < 16:
+            problem(
+                ("webhook", "secret"),
+                "secret is shorter than 16 characters",
+                "use a long random string, e.g. `openssl rand -hex 24`",
+            )
+        if not raw.webhook.path.startswith("/"):
+            problem(("webhook", "path"), f"path {raw.webhook.path!r} must start with /")
     if raw.callapi.max_connections < 1:
         problem(("callapi", "max_connections"), "max_connections must be at least 1")
     if raw.callapi.tts_max_length < 1:
         problem(("callapi", "tts_max_length"), "tts_max_length must be at least 1")
     kinds = {k.value for k in EventKind} - {EventKind.OTHER.value}
-    for ev_name, kind in raw.notify.events.items():
+    for ev_name, kind in notify.events.items():
         if kind not in kinds:
             problem(
                 ("notify", "events", ev_name),
@@ -165,7 +238,12 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
     listen = _host_port(raw.http.listen, ("http", "listen"), problem)
     if problems:
         raise ConfigError(problems)
-    secrets = tuple(s for s in (token.reveal(), *raw.notify.headers.values()) if s)
+    webhook_secret = raw.webhook.secret if raw.webhook is not None else ""
+    # The login.user password is a secret like the key (section 2).
+    password = login.password.reveal() if login is not None else ""
+    secrets = tuple(
+        s for s in (token.reveal(), password, webhook_secret, *notify.headers.values()) if s
+    )
     return Settings(
         path=path,
         callapi_url=raw.callapi.url,
@@ -173,17 +251,72 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
         timeout=timeout,
         max_connections=raw.callapi.max_connections,
         tts_max_length=raw.callapi.tts_max_length,
-        notify_url=raw.notify.url,
-        notify_headers=dict(raw.notify.headers),
-        timezone=raw.notify.timezone,
-        events=dict(raw.notify.events),
+        notify_url=raw.notify.url if raw.notify is not None else None,
+        notify_headers=dict(notify.headers),
+        timezone=notify.timezone,
+        events=dict(notify.events),
+        resync_interval=resync_interval,
+        idle_timeout=idle_timeout,
+        webhook_listen=webhook_listen,
+        webhook_path=raw.webhook.path if raw.webhook is not None else "/uis/notify",
+        webhook_secret=Secret(webhook_secret) if raw.webhook is not None else None,
         rule_files=tuple(rule_files),
         state_path=base / raw.state.path,
         http_listen=listen,
         log_format=raw.log.format,
         log_level=raw.log.level,
         secrets=secrets,
+        login=login,
+        action_deadline=action_deadline,
     )
+
+
+def _login(
+    api: _CallApi, base: Path, env: dict[str, str], problem: _ProblemFn
+) -> LoginPassword | None:
+    """`login` + password (section 2 `login.user`), or None when no login is configured."""
+    if api.login is None:
+        for key in ("password", "password_file"):
+            if getattr(api, key) is not None:
+                problem(("callapi", key), f"{key} is given without login")
+        return None
+    for key in ("access_token", "access_token_file"):
+        if getattr(api, key) is not None:
+            problem(
+                ("callapi", key),
+                f"give either {key} or login, not both",
+                "a permanent key and login.user session keys are alternatives",
+            )
+    if not api.login.strip():
+        problem(("callapi", "login"), "login is empty")
+    if api.password is not None and api.password_file is not None:
+        problem(("callapi", "password_file"), "give only one of password and password_file")
+    if api.password is not None:
+        if not api.password:
+            problem(("callapi", "password"), "password is empty")
+        return LoginPassword(api.login.strip(), Secret(api.password))
+    candidate: Path | None = None
+    if api.password_file is not None:
+        candidate = base / api.password_file
+    elif env.get("CREDENTIALS_DIRECTORY"):
+        candidate = Path(env["CREDENTIALS_DIRECTORY"]) / "password"
+    if candidate is None:
+        problem(
+            ("callapi", "login"),
+            "login needs a password",
+            "set password, password_file, or LoadCredential=password under systemd",
+        )
+        return LoginPassword(api.login.strip(), Secret(""))
+    try:
+        # Only a trailing newline is dropped: a password may end in spaces.
+        value = candidate.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        problem(("callapi", "password_file"), f"cannot read password: {exc}")
+        value = ""
+    else:
+        if not value:
+            problem(("callapi", "password_file"), f"password file {candidate} is empty")
+    return LoginPassword(api.login.strip(), Secret(value))
 
 
 def _token(api: _CallApi, base: Path, env: dict[str, str], problem: _ProblemFn) -> Secret:
@@ -210,7 +343,8 @@ def _token(api: _CallApi, base: Path, env: dict[str, str], problem: _ProblemFn) 
     problem(
         ("callapi",),
         "no Call API credentials",
-        "set access_token, access_token_file, or LoadCredential=access_token under systemd",
+        "set access_token, access_token_file, login + password,"
+        " or LoadCredential=access_token under systemd",
     )
     return Secret("")
 

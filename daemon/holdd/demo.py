@@ -29,6 +29,8 @@ class Scripted:
     label: str
     fields: dict[str, object]
     answered: bool = True
+    #: Answered while the notification stream is down: only resync can find it.
+    during_outage: bool = False
 
 
 SCRIPT = (
@@ -67,6 +69,16 @@ SCRIPT = (
             "virtual_phone_number": "74951112233",
         },
         answered=False,
+    ),
+    Scripted(
+        "VIP during stream outage",
+        {
+            "direction": "in",
+            "contact_phone_number": "79167654321",
+            "virtual_phone_number": "74951112233",
+            "contact_full_name": "Пётр Иванов",
+        },
+        during_outage=True,
     ),
     Scripted(
         "support, shadow rule",
@@ -130,16 +142,26 @@ async def run_demo(config_dir: Path | None = None) -> int:
 
 
 async def _play(sim: Simulator, daemon: Daemon, step: Scripted) -> int:
+    if step.during_outage:
+        # Take the stream down and keep it down while the call starts and
+        # reaches Talk; when it comes back, the resync finds the call.
+        sim.refuse_clients()
+        await sim.drop_clients(code=1011)
+        listener = daemon.listener
+        assert listener is not None  # noqa: S101 - the demo config has [notify]
+        await daemon.wait_for(lambda: not listener.connected.is_set())
     csid = await sim.start_call(**step.fields)
     if not step.answered:
         return csid
     await sim.answer(csid)
+    if step.during_outage:
+        sim.refuse_clients(False)
 
     def settled() -> bool:
         ev = daemon.evaluations.get(csid)
         return ev is not None and (ev.decision is None or csid in daemon.outcomes)
 
-    await daemon.wait_for(settled)
+    await daemon.wait_for(settled, within=30)
     return csid
 
 
@@ -168,6 +190,6 @@ def _table(sim: Simulator, daemon: Daemon, calls: list[int]) -> str:
             action = "no rule matched"
         rows.append((str(csid), step.label, rule, action, answers.get(csid, "(no request)")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n" + "\n".join(lines)

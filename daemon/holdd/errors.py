@@ -1,8 +1,15 @@
 """The one error hierarchy of holdd (core).
 
     HolddError
-    ├── ConfigError        a config or rule file cannot be used (carries every Problem)
-    └── CallApiError       the Call API answered with a JSON-RPC error (callapi.py)
+    ├── ConfigError            a config or rule file cannot be used (carries every Problem)
+    ├── StateDbError           the state database cannot be used (statedb.py)
+    └── CallApiFailure         a Call API request did not succeed (callapi.py)
+        ├── CallApiError       the API answered with a JSON-RPC error; one subclass
+        │                      per policy (ServerFault, RequestRefused, TokenRejected,
+        │                      LimitExceeded, CallGone, InvalidState)
+        └── OutcomeUnknown     no answer: the request may or may not have been applied
+            ├── RequestNotSent (RateLimitWait)   never sent: nothing happened
+            └── ProtocolError  an answer that is not JSON-RPC
 
 Errors are raised where they are found and logged once, at the task boundary.
 """

@@ -9,6 +9,7 @@ so the shell can count it, log it once and keep serving.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,6 +31,7 @@ class EventKind(StrEnum):
 
 
 class RejectReason(StrEnum):
+    BINARY_FRAME = "binary_frame"
     TOO_LARGE = "too_large"
     NOT_JSON = "not_json"
     NOT_OBJECT = "not_object"
@@ -135,10 +137,37 @@ def decode(raw: str | bytes, names: Mapping[str, EventKind] = DEFAULT_EVENT_NAME
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        out.rejections.append(Rejection(RejectReason.NOT_JSON, str(exc)[:200]))
-        return out
+        repaired = repair_template(raw)
+        try:
+            doc = orjson.loads(repaired) if repaired is not None else None
+        except orjson.JSONDecodeError:
+            repaired = None
+        if repaired is None:
+            out.rejections.append(Rejection(RejectReason.NOT_JSON, str(exc)[:200]))
+            return out
     decode_value(doc, names, out)
     return out
+
+
+# A placeholder the event type did not have, left bare: `"employee_id":{{employee_id}}`.
+_BARE_PLACEHOLDER = re.compile(r"(?<![\w\"]){{\s*[A-Za-z0-9_.]+\s*}}(?![\w\"])")
+# A placeholder the operator wrapped in quotes: `"name":""Иван""` (§8.2).
+_DOUBLED_QUOTES = re.compile(r'(:\s*)""((?:[^"\\]|\\.)*)""')
+
+
+def repair_template(raw: str | bytes) -> str | None:
+    """Undo what UIS's `{{var}}` substitution does to a JSON template (§8.2).
+
+    Only used when the text is not valid JSON as it stands; returns None when
+    there was nothing to repair.
+    """
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        return None
+    fixed = _BARE_PLACEHOLDER.sub("null", text)
+    fixed = _DOUBLED_QUOTES.sub(r'\1"\2"', fixed)
+    return fixed if fixed != text else None
 
 
 def decode_value(doc: object, names: Mapping[str, EventKind], out: Decoded) -> None:

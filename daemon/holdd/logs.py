@@ -7,13 +7,22 @@ UTC `timestamp`; structured tracebacks; orjson bytes. The stdlib loggers of
 aiohttp and websockets go through the same chain, so every line on stdout is
 the same shape. A redaction step replaces every configured secret wherever it
 appears, and the values of secret-named keys, before anything is rendered.
+
+When stdout is the journal (`$JOURNAL_STREAM` names the device and inode of
+the file descriptor we write to; ecosystem.md section 1.8) every line starts
+with its syslog priority, `<3>{...}` for an error: journald strips the prefix
+and stores it as PRIORITY (SyslogLevelPrefix=yes, the default), so
+`journalctl -p err -u holdd` works and `journalctl -o cat` still shows plain
+JSON. A child process inherits the variable but not our stdout, hence the
+inode check. The level policy and the event names are in docs/operations.md.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, BinaryIO
 
 import orjson
@@ -56,8 +65,50 @@ class Redactor:
         return self._clean(key, repr(value))
 
 
+#: syslog priorities of sd-daemon(3) (SD_CRIT .. SD_DEBUG); structlog's
+#: add_log_level already turns `exception` into `error`.
+_PRIORITIES = {
+    "critical": b"<2>",
+    "error": b"<3>",
+    "exception": b"<3>",
+    "warning": b"<4>",
+    "warn": b"<4>",
+    "info": b"<6>",
+    "debug": b"<7>",
+}
+
+
+def on_journal(stream: object, environ: Mapping[str, str] | None = None) -> bool:
+    """True when `stream` is the journal's stdout/stderr connection (section 1.8)."""
+    expected = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    fileno = getattr(stream, "fileno", None)
+    if fileno is None:
+        return False
+    try:
+        st = os.fstat(fileno())
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
+
+
 def _render_json(_logger: WrappedLogger, _name: str, event: EventDict) -> bytes:
     return orjson.dumps(event, default=repr)
+
+
+class _PriorityPrefix:
+    """Prefixes the rendered line with `<N>` for journald; the level is read
+    before rendering, since the renderer consumes the event dict."""
+
+    def __init__(self, render: Processor) -> None:
+        self._render = render
+
+    def __call__(self, logger: WrappedLogger, name: str, event: EventDict) -> bytes:
+        prefix = _PRIORITIES.get(str(event.get("level", "info")), b"<6>")
+        rendered = self._render(logger, name, event)
+        assert isinstance(rendered, bytes)  # noqa: S101 - both renderers give bytes
+        return prefix + rendered
 
 
 class _ConsoleBytes:
@@ -91,10 +142,16 @@ def configure(
     level: str = "info",
     secrets: Iterable[str] = (),
     stream: BinaryIO | None = None,
+    journal: bool | None = None,
 ) -> None:
-    """Set up structlog and the stdlib root logger; may be called again."""
+    """Set up structlog and the stdlib root logger; may be called again.
+
+    `journal`: prefix lines with their syslog priority; None detects it from
+    `$JOURNAL_STREAM` and the stream's file descriptor.
+    """
     out = stream if stream is not None else sys.stdout.buffer
     console = fmt == "console" or (fmt == "auto" and out.isatty())
+    prefixed = on_journal(out) if journal is None else journal
     redact = Redactor(secrets)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -106,6 +163,8 @@ def configure(
         tail = [redact, _ConsoleBytes()]
     else:
         tail = [structlog.processors.dict_tracebacks, redact, _render_json]
+    if prefixed:
+        tail[-1] = _PriorityPrefix(tail[-1])
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *tail],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

@@ -34,6 +34,8 @@ class NotifyListener:
         delays: Callable[[], Iterator[float]] = lambda: full_jitter(0.5, 60.0),
         max_size: int = 1024 * 1024,
         ping_interval: float = 15.0,
+        idle_timeout: float = 0.0,
+        on_connect: Callable[[], None] = lambda: None,
     ) -> None:
         self.url = url
         self.headers = dict(headers or {})
@@ -41,14 +43,22 @@ class NotifyListener:
         self.delays = delays
         self.max_size = max_size
         self.ping_interval = ping_interval
+        #: Reconnect when no message arrived for this long (0: never). Pings
+        #: prove the TCP path; this catches a server that stopped sending.
+        self.idle_timeout = idle_timeout
+        #: Called after every successful connect (the daemon resyncs then).
+        self.on_connect = on_connect
         self.connected = asyncio.Event()
         self.reconnects = 0
+        #: When the stream went down (monotonic), None while connected.
+        self.down_since: float | None = time.monotonic()
+        #: Seconds without a stream, summed over every outage so far.
+        self.gap_seconds = 0.0
         self.log = structlog.get_logger("holdd.notify")
 
     async def messages(self) -> AsyncIterator[str | bytes]:
         """Every message of every connection, until cancelled."""
         delays = self.delays()
-        down_since: float | None = time.monotonic()
         while True:
             opened: float | None = None
             close_code: int | None = None
@@ -64,13 +74,27 @@ class NotifyListener:
                     compression=None,
                 ) as ws:
                     opened = time.monotonic()
+                    outage = None if self.down_since is None else opened - self.down_since
+                    if outage is not None:
+                        self.gap_seconds += outage
+                    self.down_since = None
                     self.connected.set()
-                    outage = None if down_since is None else round(opened - down_since, 3)
-                    self.log.info("notify_connected", url=self.url, outage_seconds=outage)
-                    async for message in ws:
+                    self.log.info(
+                        "notify_connected",
+                        url=self.url,
+                        outage_seconds=None if outage is None else round(outage, 3),
+                    )
+                    self.on_connect()
+                    reason = "closed"
+                    while True:
+                        try:
+                            async with asyncio.timeout(self.idle_timeout or None):
+                                message = await ws.recv()
+                        except TimeoutError:
+                            reason = "idle_timeout"
+                            break
                         yield message
                     close_code = ws.close_code
-                    reason = "closed"
             except ConnectionClosed as exc:
                 close_code = exc.rcvd.code if exc.rcvd else None
                 reason = "connection_closed"
@@ -80,7 +104,7 @@ class NotifyListener:
                 reason = f"{type(exc).__name__}: {exc}"
             self.connected.clear()
             now = time.monotonic()
-            down_since = now
+            self.down_since = now
             lived = None if opened is None else now - opened
             if lived is not None and lived >= self.healthy_after:
                 delays = self.delays()  # a healthy session resets the backoff

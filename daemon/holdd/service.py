@@ -11,22 +11,27 @@ before the next is read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Callable
 
 import aiohttp
 import structlog
+from aiohttp import web
 
 from holdd import __version__
 from holdd.actions import ActionRunner, Outcome
-from holdd.callapi import CallApiClient
+from holdd.backoff import full_jitter
+from holdd.callapi import CallApiClient, CallApiFailure
 from holdd.calls import CallChange, CallTable, ChangeKind
 from holdd.config import Settings
-from holdd.events import decode, event_names
+from holdd.events import Decoded, Rejection, RejectReason, decode, decode_value, event_names
 from holdd.ledger import Ledger, MemoryLedger
 from holdd.notify import NotifyListener
 from holdd.rules import Evaluation, RuleEngine, RuleSet
+from holdd.throttle import Throttle
+from holdd.webhook import MAX_BODY, WebhookReceiver
 
 _CHANGE_EVENTS = {
     ChangeKind.TALK_ENTERED: "call_talk_started",
@@ -59,16 +64,24 @@ class Daemon:
         self.outcomes: dict[int, Outcome] = {}
         self.dropped: dict[str, int] = {}
         self.log = structlog.get_logger("holdd")
-        self._stopping: asyncio.Event | None = None
+        self._stopping = asyncio.Event()
         # Set and replaced after every message and outcome; `wait_for` waits on it.
-        self._tick: asyncio.Event | None = None
+        self._tick = asyncio.Event()
         self.runner: ActionRunner | None = None
+        self.api: CallApiClient | None = None
         self.listener: NotifyListener | None = None
+        self.webhook: WebhookReceiver | None = None
+        #: Where the webhook receiver listens once started (port 0 resolved).
+        self.webhook_address: tuple[str, int] | None = None
+        #: Set to ask for a resync now (the stream reconnected).
+        self.resync_wanted = asyncio.Event()
+        self.resyncs = 0
+        self._drop_throttle = Throttle(per=10.0, burst=5)
 
     # -- control -----------------------------------------------------------
 
     def request_stop(self, reason: str = "requested") -> None:
-        if self._stopping is not None and not self._stopping.is_set():
+        if not self._stopping.is_set():
             self.log.info("holdd_stopping", reason=reason)
             self._stopping.set()
 
@@ -76,15 +89,12 @@ class Daemon:
         """Wait until `predicate()` holds, re-checking after every message and outcome."""
         async with asyncio.timeout(within):
             while not predicate():
-                assert self._tick is not None, "the daemon is not running"  # noqa: S101
                 await self._tick.wait()
 
     # -- the loop ----------------------------------------------------------
 
     async def run(self, *, install_signals: bool = True) -> int:
         """Serve until stopped; the exit code of `holdd run`."""
-        self._stopping = asyncio.Event()
-        self._tick = asyncio.Event()
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -103,20 +113,43 @@ class Daemon:
                 api = CallApiClient(
                     session,
                     self.settings.callapi_url,
-                    self.settings.access_token,
+                    self.settings.credentials,
                     self.settings.timeout,
                 )
-                self.runner = ActionRunner(api, self.ledger, self.table, self.clock, self._outcome)
-                self.listener = NotifyListener(
-                    self.settings.notify_url, self.settings.notify_headers
+                self.api = api
+                self.runner = ActionRunner(
+                    api,
+                    self.ledger,
+                    self.table,
+                    self.clock,
+                    self._outcome,
+                    deadline=self.settings.action_deadline,
                 )
                 try:
                     async with asyncio.TaskGroup() as tg:
-                        consumer = tg.create_task(self._consume(self.listener), name="consume")
-                        sweeper = tg.create_task(self._sweep(), name="sweep")
+                        tasks = [
+                            tg.create_task(self._sweep(), name="sweep"),
+                            tg.create_task(self._resync_loop(api), name="resync"),
+                        ]
+                        if self.settings.notify_url is not None:
+                            self.listener = NotifyListener(
+                                self.settings.notify_url,
+                                self.settings.notify_headers,
+                                idle_timeout=self.settings.idle_timeout,
+                                on_connect=self.resync_wanted.set,
+                            )
+                            tasks.append(
+                                tg.create_task(self._consume(self.listener), name="consume")
+                            )
+                        if self.settings.webhook_listen is not None:
+                            queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue(10_000)
+                            tasks.append(tg.create_task(self._serve_webhook(queue), name="webhook"))
+                            tasks.append(
+                                tg.create_task(self._consume_queue(queue), name="consume_webhook")
+                            )
                         await self._stopping.wait()
-                        consumer.cancel()
-                        sweeper.cancel()
+                        for task in tasks:
+                            task.cancel()
                 except* Exception as group:
                     for exc in group.exceptions:
                         self.log.error("holdd_failed", exc_info=(type(exc), exc, exc.__traceback__))
@@ -133,8 +166,79 @@ class Daemon:
 
     async def _consume(self, listener: NotifyListener) -> None:
         async for raw in listener.messages():
-            self.handle(raw)
+            if isinstance(raw, bytes):
+                self._drop(Rejection(RejectReason.BINARY_FRAME, f"{len(raw)} bytes"), "websocket")
+            else:
+                self.handle(raw, source="websocket")
             self._progressed()
+
+    async def _consume_queue(self, queue: asyncio.Queue[tuple[str, object]]) -> None:
+        """Webhook payloads, already parsed, through the same pipeline."""
+        while True:
+            source, payload = await queue.get()
+            if isinstance(payload, str):
+                self.handle(payload, source=source)
+            else:
+                decoded = Decoded()
+                decode_value(payload, self.names, decoded)
+                self._apply(decoded, source)
+            self._progressed()
+
+    async def _serve_webhook(self, queue: asyncio.Queue[tuple[str, object]]) -> None:
+        assert self.settings.webhook_listen is not None  # noqa: S101 - checked by the caller
+        assert self.settings.webhook_secret is not None  # noqa: S101
+        receiver = WebhookReceiver(
+            self.settings.webhook_path, self.settings.webhook_secret.reveal(), queue
+        )
+        self.webhook = receiver
+        app = web.Application(client_max_size=MAX_BODY)
+        receiver.routes(app)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            host, port = self.settings.webhook_listen
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            bound = runner.addresses[0]
+            self.webhook_address = (str(bound[0]), int(bound[1]))
+            self.log.info(
+                "webhook_listening", host=bound[0], port=bound[1], path=self.settings.webhook_path
+            )
+            await asyncio.Event().wait()  # serve until cancelled
+        finally:
+            await runner.cleanup()
+
+    async def _resync_loop(self, api: CallApiClient) -> None:
+        """Reconcile with `list.calls` at start, after every reconnect, and on a timer."""
+        failures = full_jitter(1.0, 60.0)
+        while True:
+            self.resync_wanted.clear()
+            taken_at = self.clock()
+            try:
+                active = await api.list_calls()
+            except CallApiFailure as exc:
+                delay = next(failures)
+                self.log.warning("resync_failed", error=str(exc), retry_in=round(delay, 3))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
+                continue
+            failures = full_jitter(1.0, 60.0)
+            changes = self.table.reconcile(active, taken_at, self.clock())
+            self.resyncs += 1
+            self.log.info(
+                "resync_done",
+                listed=len(active),
+                talk_found=sum(c.kind is ChangeKind.TALK_ENTERED for c in changes),
+                ended=sum(c.kind is ChangeKind.ENDED for c in changes),
+                known=len(self.table),
+            )
+            for change in changes:
+                self._on_change(change)
+            self._progressed()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.resync_interval or None):
+                    await self.resync_wanted.wait()
 
     async def _sweep(self) -> None:
         while True:
@@ -145,18 +249,30 @@ class Daemon:
 
     # -- one message --------------------------------------------------------
 
-    def handle(self, raw: str | bytes) -> None:
+    def handle(self, raw: str | bytes, source: str = "websocket") -> None:
         """Decode one transport message and act on everything in it."""
+        self._apply(decode(raw, self.names), source)
+
+    def _drop(self, rejection: Rejection, source: str) -> None:
+        """Count a rejected message; log it unless a flood of the same reason is on."""
+        reason = rejection.reason.value
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        held_back = self._drop_throttle.allow(reason, self.clock())
+        if held_back is None:
+            return
+        self.log.warning(
+            "notification_dropped",
+            reason=reason,
+            detail=rejection.detail,
+            call_session_id=rejection.call_session_id,
+            source=source,
+            held_back=held_back,
+        )
+
+    def _apply(self, decoded: Decoded, source: str) -> None:
         now = self.clock()
-        decoded = decode(raw, self.names)
         for rejection in decoded.rejections:
-            self.dropped[rejection.reason] = self.dropped.get(rejection.reason, 0) + 1
-            self.log.warning(
-                "notification_dropped",
-                reason=rejection.reason.value,
-                detail=rejection.detail,
-                call_session_id=rejection.call_session_id,
-            )
+            self._drop(rejection, source)
         for n in decoded.notifications:
             self.log.debug(
                 "notification_received",
@@ -200,6 +316,5 @@ class Daemon:
         self._progressed()
 
     def _progressed(self) -> None:
-        if self._tick is not None:
-            tick, self._tick = self._tick, asyncio.Event()
-            tick.set()
+        tick, self._tick = self._tick, asyncio.Event()
+        tick.set()

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
-from aiohttp import WSCloseCode, web
+from aiohttp import ClientSession, WSCloseCode, web
 
 from holdd.sim.faults import RpcFaults
 from holdd.sim.state import (
@@ -37,6 +37,7 @@ from holdd.sim.state import (
     SimAccount,
     SimControlError,
 )
+from holdd.sim.webhooks import QUIRKY_JSON, SUGGESTED_JSON, render, render_form
 
 #: The Call API version path this simulator serves (§1 Versioning).
 API_PATH = "/v4.0"
@@ -67,10 +68,14 @@ class Simulator:
             day_limit=day_limit,
         )
         #: Fault knobs of the Call API side; none armed by default.
-        self.faults = RpcFaults()
+        self.faults = RpcFaults(self._account, clock)
         self._runner: web.AppRunner | None = None
         self._address: tuple[str, int] | None = None
         self._clients: set[web.WebSocketResponse] = set()
+        #: Every request for the notification stream, refused or not.
+        self.connection_attempts = 0
+        self._refusing = False
+        self._close_on_accept: int | None = None
         # Notified whenever a request is recorded or a client comes or goes.
         self._changed = asyncio.Condition()
         # Serialises broadcasts so every client gets the notifications in the
@@ -204,9 +209,17 @@ class Simulator:
 
     # -- the notification stream -------------------------------------------
 
-    async def _on_notify(self, request: web.Request) -> web.WebSocketResponse:
+    async def _on_notify(self, request: web.Request) -> web.StreamResponse:
+        self.connection_attempts += 1
+        if self._refusing:
+            return web.Response(status=503, text="notification stream unavailable\n")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        if self._close_on_accept is not None:
+            # A server that accepts the handshake and closes at once (the
+            # reconnect trap of ecosystem.md section 3.3).
+            await ws.close(code=self._close_on_accept, message=b"try again later")
+            return ws
         self._clients.add(ws)
         await self._note_change()
         try:
@@ -253,6 +266,85 @@ class Simulator:
     async def end_call(self, call_session_id: int) -> None:
         """End the session and broadcast «Завершение звонка» (after the talk's end if needed)."""
         await self._broadcast(self._account.end_call(call_session_id, self._clock()))
+
+    # -- stream faults ---------------------------------------------------------
+
+    async def drop_clients(self, code: int = WSCloseCode.GOING_AWAY) -> int:
+        """Close every notification stream now; return how many were open."""
+        clients = list(self._clients)
+        for ws in clients:
+            await ws.close(code=code, message=b"dropped by the simulator")
+        return len(clients)
+
+    def refuse_clients(self, refuse: bool = True) -> None:
+        """While set, new stream connections are answered HTTP 503."""
+        self._refusing = refuse
+
+    def close_on_accept(self, code: int | None = WSCloseCode.TRY_AGAIN_LATER) -> None:
+        """While set, every new stream is accepted, then closed with `code` at once."""
+        self._close_on_accept = code
+
+    async def post_webhook(
+        self,
+        url: str,
+        variables: Mapping[str, object],
+        *,
+        secret: str | None,
+        form: str = "json",
+        carrier: str = "body",
+    ) -> int:
+        """POST (or GET) one notification the way UIS's notification server does.
+
+        `form`: "json" (the reference's suggested template), "quirky" (quotes
+        around placeholders, a missing variable), "form" (form body), "query"
+        (GET with the variables in the query string). `carrier` says where the
+        secret goes: "body", "header" (X-Holdd-Secret) or "query". Returns the
+        HTTP status.
+        """
+        params: dict[str, str] = {}
+        headers: dict[str, str] = {}
+        values = dict(variables)
+        in_body = secret if carrier == "body" else None
+        if secret is not None and carrier == "header":
+            headers["X-Holdd-Secret"] = secret
+        elif secret is not None and carrier == "query":
+            params["secret"] = secret
+        elif in_body is not None:
+            values["secret"] = in_body
+        async with ClientSession() as session:
+            if form == "query":
+                query = {k: str(v) for k, v in values.items() if v is not None}
+                query.update(params)
+                async with session.get(url, params=query, headers=headers) as resp:
+                    return resp.status
+            if form == "form":
+                body = render_form(values, in_body)
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+            else:
+                template = QUIRKY_JSON if form == "quirky" else SUGGESTED_JSON
+                if "secret" not in values:
+                    template = template.replace('"secret":"{{secret}}",', "")
+                body = render(template, values)
+                headers["Content-Type"] = "application/json"
+            async with session.post(
+                url, data=body.encode(), params=params, headers=headers
+            ) as resp:
+                return resp.status
+
+    async def send_raw(self, *messages: str | bytes) -> None:
+        """Send messages exactly as given (text, or bytes as binary frames)."""
+        async with self._send_lock:
+            for ws in list(self._clients):
+                for message in messages:
+                    if ws.closed:
+                        break
+                    try:
+                        if isinstance(message, bytes):
+                            await ws.send_bytes(message)
+                        else:
+                            await ws.send_str(message)
+                    except ConnectionError:
+                        break
 
     async def send_notifications(self, *notifications: Notification) -> None:
         """Send notifications as given, outside the account's life cycle.

@@ -1,0 +1,148 @@
+"""The operator's HTTP endpoints on `[http] listen` (shell): GET /healthz,
+/readyz and /metrics (spec section 7; ecosystem.md section 6).
+
+- `/healthz` is liveness: it is answered by the event loop itself, so a 200
+  means the process and its loop are alive (a blocked loop answers nothing).
+- `/readyz` is readiness: 200 only while every named check passes, otherwise
+  503 with each failing check's reason. A check is a plain callable returning
+  `(ok, reason)`, evaluated on every request, so the answer is never stale.
+  The daemon registers e.g. "notify" (stream connected or webhook listening),
+  "rules" (a rule set is loaded), "callapi" (the credentials are accepted).
+- `/metrics` is the Prometheus exposition of our own registry (metrics.py),
+  text format 0.0.4 or OpenMetrics as the scraper asks. It runs on the loop,
+  which is why scrape-time callbacks may read loop-owned state.
+
+aiohttp's access log is off: a scrape every 15 s would flood the journal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+#: `(ok, reason)`: the reason says what is wrong (or what is fine) in a few words.
+ReadinessCheck = Callable[[], tuple[bool, str]]
+
+_JSON = "application/json"
+
+
+class HttpServer:
+    """/healthz, /readyz and /metrics on one aiohttp site.
+
+    Use `async with HttpServer(...)` (or `start()` / `stop()`); `port` is the
+    bound port, useful with port 0.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        checks: Mapping[str, ReadinessCheck] | Iterable[tuple[str, ReadinessCheck]] = (),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9108,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        items = checks.items() if isinstance(checks, Mapping) else checks
+        self.checks: dict[str, ReadinessCheck] = dict(items)
+        self.host = host
+        self.requested_port = port
+        self.clock = clock
+        self.started_at = clock()
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    def add_check(self, name: str, check: ReadinessCheck) -> None:
+        """Add (or replace) a readiness check; it counts from the next request."""
+        self.checks[name] = check
+
+    # -- the app ----------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    def readiness(self) -> tuple[bool, dict[str, dict[str, object]]]:
+        """Run every check; a check that raises counts as failing with its error."""
+        results: dict[str, dict[str, object]] = {}
+        for name, check in self.checks.items():
+            try:
+                ok, reason = check()
+            except Exception as exc:  # a broken check must not break /readyz
+                ok, reason = False, f"check raised {type(exc).__name__}: {exc}"
+            results[name] = {"ok": bool(ok), "reason": reason}
+        return all(r["ok"] for r in results.values()), results
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        body = {"status": "ok", "uptime_seconds": round(self.clock() - self.started_at, 3)}
+        return web.Response(body=orjson.dumps(body), content_type=_JSON)
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        ready, results = self.readiness()
+        failing = [f"{name}: {r['reason']}" for name, r in results.items() if not r["ok"]]
+        body = {"ready": ready, "failing": failing, "checks": results}
+        return web.Response(
+            status=200 if ready else 503, body=orjson.dumps(body), content_type=_JSON
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(self.registry), headers={"Content-Type": content_type})
+
+    # -- serving ----------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the HTTP server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.requested_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = _bound_port(runner)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> HttpServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        _exc_type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    raise RuntimeError("the HTTP server has no TCP address")

@@ -1,0 +1,619 @@
+"""The state database: the fired-once ledger and everything else holdd must
+remember across a reload or a restart (shell: stdlib sqlite3 on one file).
+
+One SQLite file (`[state] path`, under systemd `/var/lib/holdd/state.db` in the
+unit's StateDirectory) holds:
+
+- `claims`    the fired-once ledger (the `Ledger` protocol of ledger.py);
+- `calls`     when each call's current Talk episode began, so an `after` timer
+              is measured from the real moment after a restart;
+- `timers`    pending `after` / `unhold` timers, re-armed on start;
+- `traces`    the decision trace of each call, read back by `holdd explain`;
+- `cooldowns` when a rule last fired for a contact number (`[rule.limit]`).
+
+Settings follow ecosystem.md section 7.1: WAL (readers never wait for the
+writer, so `holdd explain` can read while the daemon runs), `synchronous=FULL`
+(every commit is fsynced: a hold is a business action and costs well under a
+millisecond here, see tests/service/test_statedb.py), `busy_timeout`, one
+connection owned by the daemon and used from the event loop thread. Every
+method is one short autocommit statement or one explicit transaction, so the
+loop is blocked for one fsync at most.
+
+Crash safety of an action (spec section 6):
+
+1. `claim()` inserts the (call, rule, action) row with `INSERT ... ON CONFLICT
+   DO NOTHING` and the row is committed - fsynced - *before* the HTTP request
+   is sent. A second claim for the same key, from a duplicate notification, a
+   reconnect, a reload or a restarted process, finds the row and is refused.
+2. The request is sent.
+3. `finish()` records the result.
+
+A crash between 1 and 3 leaves a claim without a result: the request may or
+may not have reached the API. On start, before anything is sent again,
+`pending_claims()` lists those rows; the daemon asks `list.calls` what became
+of each call and then either `resolve()`s the claim with what it found (the
+leg is on hold, the call is gone) or `release()`s it (the call is talking and
+not held: the request never took effect) so the action may be claimed again.
+A crash before 1 loses nothing that was sent. Hence no action is ever sent
+twice for one claim, and none is re-sent without a check.
+
+The schema is versioned with `PRAGMA user_version`: an older file is migrated
+in one transaction on open; a file written by a newer holdd is refused with a
+message saying so, never guessed at. The file is created with mode 0600
+(SQLite gives its -wal and -shm files the same mode).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from holdd.errors import HolddError
+from holdd.ledger import Claim
+from holdd.states import CallState
+
+#: The schema this holdd writes. Bump it and append a migration to change it.
+SCHEMA_VERSION = 1
+
+#: Rows older than this are pruned (the lead's default; see `StateDb.prune`).
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+
+# MIGRATIONS[n] takes a database from user_version n to n + 1.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE claims (
+            call_session_id INTEGER NOT NULL,
+            rule            TEXT    NOT NULL,
+            action          TEXT    NOT NULL,
+            claimed_at      REAL    NOT NULL,
+            result          TEXT,
+            finished_at     REAL,
+            PRIMARY KEY (call_session_id, rule, action)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX claims_pending ON claims (claimed_at) WHERE result IS NULL",
+        """
+        CREATE TABLE calls (
+            call_session_id INTEGER PRIMARY KEY,
+            episode         INTEGER NOT NULL,
+            talk_started_at REAL,
+            state           TEXT    NOT NULL,
+            updated_at      REAL    NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE timers (
+            kind            TEXT    NOT NULL CHECK (kind IN ('after', 'unhold')),
+            call_session_id INTEGER NOT NULL,
+            rule            TEXT    NOT NULL,
+            due_at          REAL    NOT NULL,
+            PRIMARY KEY (kind, call_session_id, rule)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX timers_call ON timers (call_session_id)",
+        """
+        CREATE TABLE traces (
+            id              INTEGER PRIMARY KEY,
+            call_session_id INTEGER NOT NULL,
+            at              REAL    NOT NULL,
+            kind            TEXT    NOT NULL CHECK (kind IN ('event', 'evaluation', 'action')),
+            payload         TEXT    NOT NULL
+        )
+        """,
+        "CREATE INDEX traces_call ON traces (call_session_id, id)",
+        "CREATE INDEX traces_at ON traces (at)",
+        """
+        CREATE TABLE cooldowns (
+            rule     TEXT NOT NULL,
+            contact  TEXT NOT NULL,
+            fired_at REAL NOT NULL,
+            PRIMARY KEY (rule, contact)
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+
+
+class StateDbError(HolddError):
+    """The state database cannot be opened or written."""
+
+
+class TimerKind(StrEnum):
+    #: Fire a rule once the call has been in TALK for the rule's `after`.
+    AFTER = "after"
+    #: Send unhold.call once the call has been on hold for `unhold_after`.
+    UNHOLD = "unhold"
+
+
+class TraceKind(StrEnum):
+    EVENT = "event"
+    EVALUATION = "evaluation"
+    ACTION = "action"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """What must survive a restart about one call."""
+
+    call_session_id: int
+    episode: int
+    talk_started_at: float | None
+    state: CallState
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    kind: TimerKind
+    call_session_id: int
+    rule: str
+    due_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    call_session_id: int
+    at: float
+    kind: TraceKind
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """How many rows `prune` removed from each table."""
+
+    claims: int = 0
+    calls: int = 0
+    timers: int = 0
+    traces: int = 0
+    cooldowns: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.claims + self.calls + self.timers + self.traces + self.cooldowns
+
+
+#: Called after every write with its name and how long it blocked, in seconds
+#: (the `holdd_ledger_write_seconds` histogram of metrics.py).
+WriteObserver = Callable[[str, float], None]
+
+
+def _digits(contact: str) -> str:
+    # Numbers are compared as digits only (spec section 5).
+    return "".join(ch for ch in contact if ch.isdigit())
+
+
+class StateDb:
+    """One connection to the state database, used from one thread (the loop's).
+
+    Implements the `Ledger` protocol of ledger.py. Open with `StateDb.open`.
+    """
+
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, on_write: WriteObserver | None = None
+    ) -> None:
+        self._conn = conn
+        self.path = path
+        self.on_write = on_write
+
+    # -- opening -------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout: float = 5.0,
+        on_write: WriteObserver | None = None,
+        readonly: bool = False,
+    ) -> StateDb:
+        """Open (creating and migrating as needed) the database at `path`.
+
+        `readonly=True` is for `holdd explain`: nothing is created or migrated,
+        and a missing file or an older schema is an error.
+        """
+        try:
+            conn = _connect_readonly(path) if readonly else _connect(path, busy_timeout)
+        except (sqlite3.Error, OSError) as exc:
+            raise StateDbError(f"state database {path}: cannot open: {exc}") from exc
+        try:
+            _configure(conn, path, busy_timeout, readonly)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, on_write)
+
+    def close(self) -> None:
+        with suppress(sqlite3.Error):  # only statistics; the data is committed already
+            self._conn.execute("PRAGMA optimize")
+        self._conn.close()
+
+    def __enter__(self) -> StateDb:
+        return self
+
+    def __exit__(
+        self,
+        _exc_type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- the fired-once ledger (Ledger protocol) ----------------------------
+
+    def claim(self, call_session_id: int, rule: str, action: str, now: float) -> bool:
+        """True when this (call, rule, action) was not claimed before.
+
+        The row is committed (fsynced, synchronous=FULL) when this returns:
+        only then may the request be sent.
+        """
+        cur = self._write(
+            "claim",
+            "INSERT INTO claims (call_session_id, rule, action, claimed_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (call_session_id, rule, action, now),
+        )
+        return cur.rowcount == 1
+
+    def finish(self, call_session_id: int, rule: str, action: str, result: str, now: float) -> None:
+        """Record the outcome of a claimed action."""
+        self._write(
+            "finish",
+            "UPDATE claims SET result = ?, finished_at = ?"
+            " WHERE call_session_id = ? AND rule = ? AND action = ?",
+            (result, now, call_session_id, rule, action),
+        )
+
+    def pending_claims(self) -> list[Claim]:
+        """Claims without a result: requests whose outcome a crash left unknown."""
+        rows = self._read(
+            "SELECT call_session_id, rule, action, claimed_at FROM claims"
+            " WHERE result IS NULL ORDER BY claimed_at, call_session_id, rule, action",
+            (),
+        )
+        return [Claim(csid, rule, action, claimed_at) for csid, rule, action, claimed_at in rows]
+
+    def resolve(
+        self, call_session_id: int, rule: str, action: str, result: str, now: float
+    ) -> bool:
+        """Give a pending claim the result found by checking (e.g. "held", "ended").
+
+        The claim stays, so the action is never claimed again. False when the
+        claim was not pending (already finished, or never made).
+        """
+        cur = self._write(
+            "resolve",
+            "UPDATE claims SET result = ?, finished_at = ?"
+            " WHERE call_session_id = ? AND rule = ? AND action = ? AND result IS NULL",
+            (result, now, call_session_id, rule, action),
+        )
+        return cur.rowcount == 1
+
+    def release(self, call_session_id: int, rule: str, action: str) -> bool:
+        """Drop a pending claim whose request provably took no effect, so the
+        action may be claimed (and sent) again. False when it was not pending."""
+        cur = self._write(
+            "release",
+            "DELETE FROM claims"
+            " WHERE call_session_id = ? AND rule = ? AND action = ? AND result IS NULL",
+            (call_session_id, rule, action),
+        )
+        return cur.rowcount == 1
+
+    def claims(self, call_session_id: int) -> list[Claim]:
+        """Every claim made for one call, oldest first (for `holdd explain`)."""
+        rows = self._read(
+            "SELECT call_session_id, rule, action, claimed_at, result, finished_at FROM claims"
+            " WHERE call_session_id = ? ORDER BY claimed_at, rule, action",
+            (call_session_id,),
+        )
+        return [Claim(*row) for row in rows]
+
+    # -- calls: when the current Talk episode began ---------------------------
+
+    def save_call(self, record: CallRecord) -> None:
+        """Insert or replace what is kept about one call."""
+        self._write(
+            "save_call",
+            "INSERT INTO calls (call_session_id, episode, talk_started_at, state, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (call_session_id) DO UPDATE SET episode = excluded.episode,"
+            " talk_started_at = excluded.talk_started_at, state = excluded.state,"
+            " updated_at = excluded.updated_at",
+            (
+                record.call_session_id,
+                record.episode,
+                record.talk_started_at,
+                record.state.value,
+                record.updated_at,
+            ),
+        )
+
+    def load_calls(self) -> list[CallRecord]:
+        rows = self._read(
+            "SELECT call_session_id, episode, talk_started_at, state, updated_at FROM calls"
+            " ORDER BY call_session_id",
+            (),
+        )
+        return [
+            CallRecord(csid, episode, started, CallState(state), updated)
+            for csid, episode, started, state, updated in rows
+        ]
+
+    def delete_call(self, call_session_id: int) -> bool:
+        cur = self._write(
+            "delete_call", "DELETE FROM calls WHERE call_session_id = ?", (call_session_id,)
+        )
+        return cur.rowcount == 1
+
+    # -- timers ----------------------------------------------------------------
+
+    def add_timer(self, timer: Timer) -> None:
+        """Insert a timer, or move an existing one (same kind, call, rule) to `due_at`."""
+        self._write(
+            "add_timer",
+            "INSERT INTO timers (kind, call_session_id, rule, due_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (kind, call_session_id, rule) DO UPDATE SET due_at = excluded.due_at",
+            (timer.kind.value, timer.call_session_id, timer.rule, timer.due_at),
+        )
+
+    def remove_timer(self, kind: TimerKind, call_session_id: int, rule: str) -> bool:
+        cur = self._write(
+            "remove_timer",
+            "DELETE FROM timers WHERE kind = ? AND call_session_id = ? AND rule = ?",
+            (kind.value, call_session_id, rule),
+        )
+        return cur.rowcount == 1
+
+    def remove_timers(self, call_session_id: int, kind: TimerKind | None = None) -> int:
+        """Drop every timer of a call (of one kind, if given): it left TALK or ended."""
+        if kind is None:
+            cur = self._write(
+                "remove_timer",
+                "DELETE FROM timers WHERE call_session_id = ?",
+                (call_session_id,),
+            )
+        else:
+            cur = self._write(
+                "remove_timer",
+                "DELETE FROM timers WHERE call_session_id = ? AND kind = ?",
+                (call_session_id, kind.value),
+            )
+        return cur.rowcount
+
+    def timers(self) -> list[Timer]:
+        """Every pending timer, soonest first."""
+        rows = self._read(
+            "SELECT kind, call_session_id, rule, due_at FROM timers"
+            " ORDER BY due_at, call_session_id, kind, rule",
+            (),
+        )
+        return [Timer(TimerKind(kind), csid, rule, due_at) for kind, csid, rule, due_at in rows]
+
+    # -- decision traces -------------------------------------------------------
+
+    def add_trace(
+        self, call_session_id: int, kind: TraceKind, payload: Mapping[str, Any], at: float
+    ) -> None:
+        """Append one step of a call's decision trace."""
+        self._write(
+            "add_trace",
+            "INSERT INTO traces (call_session_id, at, kind, payload) VALUES (?, ?, ?, ?)",
+            (call_session_id, at, kind.value, _json(payload)),
+        )
+
+    def add_traces(self, entries: Iterable[TraceEntry]) -> int:
+        """Append several trace steps in one transaction (one fsync); return how many."""
+        rows = [(e.call_session_id, e.at, e.kind.value, _json(e.payload)) for e in entries]
+        if not rows:
+            return 0
+        with self._transaction("add_traces"):
+            self._conn.executemany(
+                "INSERT INTO traces (call_session_id, at, kind, payload) VALUES (?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def trace(self, call_session_id: int) -> list[TraceEntry]:
+        """One call's trace in the order it was written."""
+        rows = self._read(
+            "SELECT call_session_id, at, kind, payload FROM traces"
+            " WHERE call_session_id = ? ORDER BY id",
+            (call_session_id,),
+        )
+        return [
+            TraceEntry(csid, at, TraceKind(kind), orjson.loads(payload))
+            for csid, at, kind, payload in rows
+        ]
+
+    # -- cooldowns ------------------------------------------------------------
+
+    def record_cooldown(self, rule: str, contact: str, fired_at: float) -> None:
+        """`rule` fired for `contact` (compared as digits) at `fired_at`; the latest wins."""
+        self._write(
+            "record_cooldown",
+            "INSERT INTO cooldowns (rule, contact, fired_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (rule, contact) DO UPDATE"
+            " SET fired_at = max(fired_at, excluded.fired_at)",
+            (rule, _digits(contact), fired_at),
+        )
+
+    def last_fired(self, rule: str, contact: str) -> float | None:
+        rows = self._read(
+            "SELECT fired_at FROM cooldowns WHERE rule = ? AND contact = ?",
+            (rule, _digits(contact)),
+        )
+        return float(rows[0][0]) if rows else None
+
+    # -- housekeeping ---------------------------------------------------------
+
+    def prune(
+        self, before: float, *, cooldowns_before: float | None = None, batch: int | None = None
+    ) -> Pruned:
+        """Delete rows older than `before` from every table, in one transaction.
+
+        Old means: claims claimed, calls updated, timers due, traces written,
+        before `before`. Cooldowns use `cooldowns_before` (default `before`):
+        pass `now - max(retention, longest cooldown)` so pruning never shortens
+        a cooldown. A pending claim that old belongs to a call long over.
+
+        The transaction holds SQLite's one write lock, and 100,000 rows take
+        about 0.2 s here. From the event loop, pass `batch` (at most that many
+        rows per table) and call again, yielding in between, until
+        `Pruned.total` is 0.
+        """
+        cool = before if cooldowns_before is None else cooldowns_before
+        limit = -1 if batch is None else batch  # LIMIT -1: no limit
+        with self._transaction("prune"):
+            counts = Pruned(
+                claims=self._delete(
+                    "claims", "call_session_id, rule, action", "claimed_at", before, limit
+                ),
+                calls=self._delete("calls", "call_session_id", "updated_at", before, limit),
+                timers=self._delete(
+                    "timers", "kind, call_session_id, rule", "due_at", before, limit
+                ),
+                traces=self._delete("traces", "id", "at", before, limit),
+                cooldowns=self._delete("cooldowns", "rule, contact", "fired_at", cool, limit),
+            )
+        return counts
+
+    def _delete(self, table: str, key: str, column: str, before: float, limit: int) -> int:
+        # Names are our own constants, never input; values are bound parameters.
+        sql = (
+            f"DELETE FROM {table} WHERE ({key}) IN"  # noqa: S608
+            f" (SELECT {key} FROM {table} WHERE {column} < ? LIMIT ?)"
+        )
+        return self._conn.execute(sql, (before, limit)).rowcount
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _write(self, op: str, sql: str, params: tuple[object, ...]) -> sqlite3.Cursor:
+        start = time.perf_counter()
+        try:
+            cur = self._conn.execute(sql, params)  # autocommit: committed on return
+        except sqlite3.Error as exc:
+            raise StateDbError(f"state database {self.path}: {op} failed: {exc}") from exc
+        if self.on_write is not None:
+            self.on_write(op, time.perf_counter() - start)
+        return cur
+
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[Any]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StateDbError(f"state database {self.path}: read failed: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self, op: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StateDbError(f"state database {self.path}: {op} failed: {exc}") from exc
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            # Never leave a transaction open: the next write would fail too.
+            if self._conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StateDbError(f"state database {self.path}: {op} failed: {exc}") from exc
+            raise
+        if self.on_write is not None:
+            self.on_write(op, time.perf_counter() - start)
+
+
+def _json(payload: Mapping[str, Any]) -> str:
+    # A trace is diagnostics: an odd value is stored as its repr, never an error.
+    return orjson.dumps(payload, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Create the file ourselves so it is 0600 whatever the umask; SQLite then
+    # gives the -wal and -shm files the database file's mode.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    # isolation_level=None: autocommit; transactions only where we say BEGIN.
+    return sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise StateDbError(f"state database {path}: no such file")
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+
+
+def _configure(conn: sqlite3.Connection, path: Path, busy_timeout: float, readonly: bool) -> None:
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        _check_version(path, version, readonly)
+        if readonly:
+            return
+        # ecosystem.md 7.1: WAL + FULL - every commit fsynced before it returns.
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StateDbError(
+                f"state database {path}: cannot use WAL (journal_mode is {mode});"
+                " put it on a local file system"
+            )
+        conn.execute("PRAGMA synchronous = FULL")
+        _migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise StateDbError(f"state database {path}: not usable: {exc}") from exc
+
+
+def _check_version(path: Path, version: int, readonly: bool) -> None:
+    if version > SCHEMA_VERSION:
+        raise StateDbError(
+            f"state database {path} has schema version {version}, newer than this holdd"
+            f" understands ({SCHEMA_VERSION}): it was written by a newer holdd;"
+            " upgrade holdd, or move the file away to start with an empty state"
+        )
+    if readonly and version < SCHEMA_VERSION:
+        raise StateDbError(
+            f"state database {path} has schema version {version}, older than {SCHEMA_VERSION}:"
+            " start the daemon once to upgrade it"
+            if version
+            else f"state database {path} is not a holdd state database (or is empty)"
+        )
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again inside the write lock: another process may have migrated.
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        _check_version(path, version, readonly=False)
+        if version == 0 and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
+            raise StateDbError(
+                f"state database {path}: the file holds tables but no holdd schema version;"
+                " is [state] path pointing at another program's database?"
+            )
+        for step in _MIGRATIONS[version:]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -1,0 +1,118 @@
+"""The webhook receiver: UIS's notification server POSTs (or GETs) its
+rendered template here (shell).
+
+UIS renders a user-written template (uis-call-api.md section 8.2): JSON with
+`{{var}}` placeholders, a form body, or a query string. The receiver accepts
+all three, checks the shared secret in constant time (body key `secret`,
+header `X-Holdd-Secret`, or query `secret`), answers at once and queues the
+payload; the daemon's pipeline takes it from the queue exactly as it takes a
+websocket message. The secret is removed from the payload before anything
+else sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+import structlog
+from aiohttp import web
+
+from holdd.events import repair_template
+
+#: The most a notification body may weigh; UIS's are a few hundred bytes.
+MAX_BODY = 64 * 1024
+SECRET_HEADER = "X-Holdd-Secret"  # noqa: S105 - a header name, not a secret
+
+
+class WebhookReceiver:
+    def __init__(
+        self,
+        path: str,
+        secret: str,
+        queue: asyncio.Queue[tuple[str, object]],
+    ) -> None:
+        self.path = path
+        self._secret = secret.encode()
+        self.queue = queue
+        self.counts: dict[str, int] = {}
+        self.log = structlog.get_logger("holdd.webhook")
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post(self.path, self._on_request)
+        app.router.add_get(self.path, self._on_request)
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    async def _on_request(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            self._count("too_large")
+            return web.Response(status=413, text="body too large\n")
+        try:
+            body = await request.content.read(MAX_BODY + 1)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self._count("read_error")
+            return web.Response(status=400, text="body could not be read\n")
+        if len(body) > MAX_BODY:
+            self._count("too_large")
+            return web.Response(status=413, text="body too large\n")
+        payload = _parse(body, request.content_type, request.query)
+        given = _pop_secret(payload, request.headers.get(SECRET_HEADER), request.query)
+        if given is None or not hmac.compare_digest(given.encode(), self._secret):
+            self._count("unauthorized")
+            self.log.warning(
+                "webhook_unauthorized", remote=request.remote, secret_given=given is not None
+            )
+            return web.Response(status=401, text="secret missing or wrong\n")
+        try:
+            self.queue.put_nowait(("webhook", payload))
+        except asyncio.QueueFull:
+            self._count("busy")
+            self.log.error("webhook_busy", queued=self.queue.qsize())
+            return web.Response(status=503, text="busy, try again\n")
+        self._count("accepted")
+        return web.Response(status=202, text="accepted\n")
+
+
+def _parse(body: bytes, content_type: str, query: Mapping[str, str]) -> object:
+    """The notification in a request: JSON body, form body, or the query string.
+
+    Unparsable JSON is passed on as raw text, so the pipeline can reject it
+    with a reason like any other bad message.
+    """
+    if body.strip():
+        if content_type == "application/x-www-form-urlencoded":
+            return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            repaired = repair_template(body)
+            if repaired is not None:
+                try:
+                    return orjson.loads(repaired)
+                except orjson.JSONDecodeError:
+                    pass
+            return body.decode("utf-8", "replace")
+    return dict(query)
+
+
+def _pop_secret(payload: object, header: str | None, query: Mapping[str, str]) -> str | None:
+    """Take the secret out of the payload (so it is never kept) and return it."""
+    from_body: Any = None
+    if isinstance(payload, dict):
+        from_body = payload.pop("secret", None)
+        if (
+            isinstance(from_body, str)
+            and len(from_body) >= 2
+            and from_body[0] == '"' == from_body[-1]
+        ):
+            from_body = from_body[1:-1]  # a form body keeps the template's quotes
+    for candidate in (header, from_body, query.get("secret")):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return None

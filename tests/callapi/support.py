@@ -1,0 +1,141 @@
+"""Helpers for tests/callapi: a client and runner on the simulator, outcomes
+to wait on, decisions, and the captured log.
+
+Nothing here sleeps to wait for something: tests wait on outcomes
+(`Outcomes.wait`), on the simulator's request log (`wait_for_requests`) or on
+the fault layer's (`faults.wait_for_attempts`). Backoff delays are injected
+small and deterministic (`FAST`), so a test's timing is a handful of 0.05 s
+steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from holdd.actions import ActionRunner, Outcome
+from holdd.backoff import full_jitter
+from holdd.callapi import CallApiClient
+from holdd.calls import CallTable
+from holdd.config import LoginPassword, Secret
+from holdd.ledger import MemoryLedger
+from holdd.rules import Decision, Rule
+from holdd.rules.model import HoldAction
+from holdd.sim.server import Simulator
+
+TOKEN = "callapi-permanent-key-5b1e0c7a"
+LOGIN = "holdd-api-user"
+PASSWORD = "pw-9f4c2e71d0b3"
+
+
+def fast_backoff(base: float = 0.05) -> Callable[[], Iterator[float]]:
+    """Full jitter with its random factor pinned to 1: delays base, 2 base, 4 base, ..."""
+    return lambda: full_jitter(base=base, cap=8 * base, rng=lambda: 1.0)
+
+
+FAST = fast_backoff()
+
+
+class LogCapture:
+    """The structlog JSON lines of one test."""
+
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+
+    @property
+    def raw(self) -> bytes:
+        return self.buffer.getvalue()
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        out = [orjson.loads(line) for line in self.raw.splitlines() if line.strip()]
+        return [e for e in out if name is None or e["event"] == name]
+
+
+def make_client(
+    sim: Simulator,
+    http: aiohttp.ClientSession,
+    credentials: Secret | LoginPassword | None = None,
+    *,
+    timeout: float = 2.0,
+    **kwargs: Any,
+) -> CallApiClient:
+    return CallApiClient(http, sim.callapi_url, credentials or Secret(TOKEN), timeout, **kwargs)
+
+
+class Outcomes:
+    """Collects the runner's outcomes; `wait` returns once `n` have come in."""
+
+    def __init__(self) -> None:
+        self.items: list[Outcome] = []
+        self._tick = asyncio.Event()
+
+    def __call__(self, outcome: Outcome) -> None:
+        self.items.append(outcome)
+        tick, self._tick = self._tick, asyncio.Event()
+        tick.set()
+
+    async def wait(self, n: int = 1, timeout: float = 30.0) -> list[Outcome]:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while len(self.items) < n:
+                await self._tick.wait()
+        return list(self.items)
+
+    def by_call(self) -> dict[int, Outcome]:
+        return {o.call_session_id: o for o in self.items}
+
+
+class Harness:
+    """A client and a runner on one simulator, as the daemon wires them."""
+
+    def __init__(
+        self,
+        client: CallApiClient,
+        *,
+        deadline: float = 10.0,
+        backoff: Callable[[], Iterator[float]] = FAST,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.table = CallTable()
+        self.ledger = MemoryLedger()
+        self.outcomes = Outcomes()
+        self.runner = ActionRunner(
+            client,
+            self.ledger,
+            self.table,
+            clock=lambda: 0.0,
+            on_outcome=self.outcomes,
+            deadline=deadline,
+            backoff=backoff,
+            sleep=sleep,
+        )
+
+    async def hold(self, decision: Decision, timeout: float = 30.0) -> Outcome:  # noqa: ASYNC109
+        """Submit one decision and wait for its outcome."""
+        before = len(self.outcomes.items)
+        self.runner.submit(decision)
+        return (await self.outcomes.wait(before + 1, timeout))[before]
+
+
+def decision(
+    call_session_id: int, *, rule: str = "vip", media: str | None = "2034", tts: str | None = None
+) -> Decision:
+    action = HoldAction(tts=tts) if tts is not None else HoldAction(media=media)
+    return Decision(call_session_id, 1, Rule(name=rule, hold=action), action.render({}))
+
+
+async def talking_call(sim: Simulator, **fields: object) -> int:
+    """A call that is in TALK (started and answered)."""
+    call_session_id = await sim.start_call(**fields)
+    await sim.answer(call_session_id)
+    return call_session_id
+
+
+def methods(sim: Simulator) -> list[str | None]:
+    """The method of every request the Call API endpoint received, faults included."""
+    return [r.method for r in sim.faults.log]
