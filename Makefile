@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench fuzz clean
+.PHONY: demo test lint typecheck unit ruletests bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck unit
+# The shipped rule test files, exactly as an operator runs them.
+ruletests: $(STAMP)
+	$(BIN)/holdd test config/tests/*.toml
+
+test: lint typecheck unit ruletests
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

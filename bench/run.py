@@ -32,13 +32,26 @@ N_RULES = min(N, 20000)
 
 
 def rule_file(directory: Path, count: int) -> Path:
-    """`count` rules that do not match the traffic, and one catch-all at the end."""
+    """`count` rules that do not match the traffic, and one catch-all at the end.
+
+    A mix as operators write them: lines by exact number and glob, lines by
+    regex, callers by exact number and regex, and every 50th rule a regex with
+    no literal prefix (which no index can narrow down, so it is tried on
+    every call).
+    """
     parts = []
     for i in range(count - 1):
+        if i % 50 == 49:
+            match = f'virtual_phone_number = "re:\\\\d+{i:04d}99$"'
+        elif i % 3 == 0:
+            match = f'virtual_phone_number = ["7495{i:07d}", "7812{i:03d}*"]'
+        elif i % 3 == 1:
+            match = f'virtual_phone_number = ["7496{i:07d}", "re:^7813{i:03d}\\\\d{{4}}$"]'
+        else:
+            match = f'contact_phone_number = ["7903{i:07d}", "re:^7904{i:03d}\\\\d{{4}}$"]'
         parts.append(
-            f'[[rule]]\nname = "r{i}"\n[rule.match]\ndirection = "in"\n'
-            f'virtual_phone_number = ["7495{i:07d}", "7812{i:03d}*"]\n'
-            f'[rule.hold]\nmedia = "{1000 + i}"\n'
+            f'[[rule]]\nname = "r{i}"\npriority = {i % 7}\n[rule.match]\ndirection = "in"\n'
+            f'{match}\n[rule.hold]\nmedia = "{1000 + i}"\n'
         )
     parts.append('[[rule]]\nname = "last"\n[rule.hold]\nmedia = "2034"\n')
     path = directory / f"rules-{count}.toml"

@@ -26,7 +26,7 @@ def write_config(
     config.write_text(
         f'[callapi]\nurl = "{callapi_url}"\naccess_token = "{token}"\ntimeout = "5s"\n\n'
         f'[notify]\nurl = "{notify_url}"\n\n[rules]\nfiles = ["rules.d/*.toml"]\n\n'
-        f'[log]\nformat = "json"\nlevel = "debug"\n{extra}',
+        f'[log]\nformat = "json"\nlevel = "debug"\n\n[http]\nlisten = "127.0.0.1:0"\n{extra}',
         encoding="utf-8",
     )
     return config
@@ -35,8 +35,9 @@ def write_config(
 class DaemonProcess:
     """Runs `python -m holdd run -c CONFIG`; every stdout line is kept as raw bytes."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.extra_env = dict(env or {})
         self.raw: list[bytes] = []
         self.stderr = b""
         self.proc: asyncio.subprocess.Process | None = None
@@ -46,6 +47,7 @@ class DaemonProcess:
     async def start(self) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = PACKAGE_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        env.update(self.extra_env)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -83,6 +85,19 @@ class DaemonProcess:
                 for event in self.events():
                     if predicate(event):
                         return event
+                assert self._reader is not None
+                if self._reader.done():
+                    raise AssertionError(f"holdd exited; stderr: {self.stderr!r}")
+                await self._tick.wait()
+
+    def send(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait_count(self, event: str, n: int, within: float = 20.0) -> None:
+        """Wait until `event` has been logged at least `n` times."""
+        async with asyncio.timeout(within):
+            while sum(e["event"] == event for e in self.events()) < n:
                 assert self._reader is not None
                 if self._reader.done():
                     raise AssertionError(f"holdd exited; stderr: {self.stderr!r}")

@@ -32,7 +32,8 @@ def config_text(
     text = f'[callapi]\nurl = "{callapi_url}"\naccess_token = "{token}"\ntimeout = "5s"\n'
     if notify_url is not None:
         text += f'\n[notify]\nurl = "{notify_url}"\n'
-    return text + '\n[rules]\nfiles = ["rules.d/*.toml"]\n' + extra
+    text += '\n[rules]\nfiles = ["rules.d/*.toml"]\n\n[http]\nlisten = "127.0.0.1:0"\n'
+    return text + extra
 
 
 class LogCapture:

@@ -214,6 +214,66 @@ class ActionRunner:
             await asyncio.wait(pending)
         return len(pending)
 
+    # -- unhold (a rule's [rule.then] unhold_after) ------------------------------
+
+    def submit_unhold(self, call_session_id: int, rule: str, *, shadow: bool = False) -> None:
+        """Send `unhold.call` for the hold `rule` made (returns at once).
+
+        Claimed in the ledger like a hold, so a restart or a duplicate timer
+        never sends it twice. Only a rule's `unhold_after` ever asks for it.
+        """
+        log = self.log.bind(call_session_id=call_session_id, rule=rule)
+        action = "would_unhold" if shadow else "unhold"
+        if not self.ledger.claim(call_session_id, rule, action, self.clock()):
+            log.info("unhold_skipped", reason="already_claimed")
+            return
+        if shadow:
+            log.info("would_unhold")
+            self.ledger.finish(call_session_id, rule, action, "shadow", self.clock())
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._unhold(call_session_id, rule), name=f"unhold-{call_session_id}-{rule}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _unhold(self, call_session_id: int, rule: str) -> None:
+        log = self.log.bind(call_session_id=call_session_id, rule=rule)
+        deadline = self.monotonic() + self.deadline
+        delays = self.backoff()
+        result = "failed"
+        with structlog.contextvars.bound_contextvars(call_session_id=call_session_id, rule=rule):
+            while True:
+                try:
+                    await self.api.unhold_call(call_session_id, deadline=deadline)
+                except InvalidState:
+                    # Not on hold any more (someone else took it off): nothing to do.
+                    result = "not_on_hold"
+                    log.info("unhold_skipped", reason="not_on_hold")
+                except CallGone:
+                    result = "call_gone"
+                    call = self.table.get(call_session_id)
+                    if call is not None:
+                        self.table.move(call, CallState.ENDED, self.clock(), source="callapi")
+                    log.info("unhold_skipped", reason="call_gone")
+                except (OutcomeUnknown, ServerFault) as exc:
+                    # unhold.call is safe to repeat: a second one answers invalid_state.
+                    delay = next(delays)
+                    if self.monotonic() + delay < deadline:
+                        log.warning("unhold_retrying", reason=_reason(exc), retry_in=delay)
+                        await self.sleep(delay)
+                        continue
+                    log.error("unhold_failed", reason=_reason(exc))
+                except CallApiError as exc:
+                    log.error("unhold_failed", **exc.as_log())
+                else:
+                    result = "unheld"
+                    self.table.unheld(call_session_id, self.clock())
+                    log.info("unhold_sent")
+                break
+        self.stats.actions[(result, "")] += 1
+        self.ledger.finish(call_session_id, rule, "unhold", result, self.clock())
+
     # -- one hold ----------------------------------------------------------------
 
     async def _hold(self, decision: Decision) -> None:

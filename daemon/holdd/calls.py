@@ -195,6 +195,25 @@ class CallTable:
                 changes.extend(self._end(call, now, source="resync"))
         return changes
 
+    def restore(
+        self,
+        call_session_id: int,
+        state: CallState,
+        episode: int,
+        talk_started_at: float | None,
+        now: float,
+    ) -> Call:
+        """A call remembered in the state database, put back after a restart.
+
+        Its Talk episode and the moment it entered Talk are kept, so a rule's
+        `after` keeps counting from the real start and a resync that finds
+        the call still talking does not begin a new episode.
+        """
+        call = Call(call_session_id, state, episode=episode, talk_started_at=talk_started_at)
+        call.updated_at = now
+        self._calls[call_session_id] = call
+        return call
+
     def held(self, call_session_id: int, now: float) -> None:
         """`hold.call` succeeded (TALK -> HOLD, diagram section 4)."""
         call = self._calls.get(call_session_id)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -19,8 +20,8 @@ from holdd.rules import RuleSet, load_rules
 EX_CONFIG = 78
 
 
-def _load(path: Path) -> tuple[Settings, RuleSet]:
-    settings = load_settings(path)
+def _load(path: Path, *, read_secrets: bool = True) -> tuple[Settings, RuleSet]:
+    settings = load_settings(path, read_secrets=read_secrets)
     rules = load_rules(settings.rule_files, settings.tts_max_length)
     return settings, rules
 
@@ -48,13 +49,98 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        settings, rules = _load(Path(args.config))
+        settings, rules = _load(Path(args.config), read_secrets=False)
     except ConfigError as err:
         _print_problems(err)
         print(f"{len(err.problems)} problem(s) found", file=sys.stderr)
         return 1
     print(f"{settings.path}: ok, {len(rules.rules)} rule(s) in {len(rules.files)} file(s)")
     return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """The decision trace of one call, from the state database."""
+    from holdd.statedb import StateDb, StateDbError
+
+    try:
+        settings = load_settings(Path(args.config), read_secrets=False)
+    except ConfigError as err:
+        _print_problems(err)
+        return 1
+    if not settings.state_path.exists():
+        print(f"{settings.state_path}: no state database (has holdd run yet?)", file=sys.stderr)
+        return 1
+    try:
+        with StateDb.open(settings.state_path, readonly=True) as state:
+            entries = state.trace(args.call_session_id)
+            claims = state.claims(args.call_session_id)
+    except StateDbError as exc:
+        print(f"{settings.state_path}: {exc}", file=sys.stderr)
+        return 1
+    if not entries and not claims:
+        print(
+            f"call {args.call_session_id}: nothing recorded in {settings.state_path} "
+            "(unknown call, or pruned after [state] retention)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"call {args.call_session_id}")
+    for entry in entries:
+        print(f"  {_when(entry.at)}  {entry.kind.value:<10}  {_describe(entry.payload)}")
+    for claim in claims:
+        print(
+            f"  claim {claim.action} by rule {claim.rule!r}: {claim.result or 'no result yet'}"
+            f" (claimed {_when(claim.claimed_at)})"
+        )
+    return 0
+
+
+def _when(at: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _describe(payload: Mapping[str, Any]) -> str:
+    """One trace entry as an operator reads it."""
+    if "change" in payload:
+        return (
+            f"{payload['change']} (from {payload.get('source')}), "
+            f"episode {payload.get('episode')}, state {payload.get('state')}"
+        )
+    if "trace" in payload:
+        tried = []
+        for step in payload.get("trace") or []:
+            if step.get("matched"):
+                tried.append(f"{step['rule']}: matched")
+            elif step.get("skipped"):
+                tried.append(f"{step['rule']}: skipped ({step['skipped']})")
+            else:
+                tried.append(
+                    f"{step['rule']}: {step.get('failed')} failed (actual {step.get('actual')!r})"
+                )
+        head = f"rule {payload['rule']} chosen" if payload.get("rule") else "no rule matched"
+        if payload.get("error"):
+            head = f"rule {payload.get('rule')} cannot act: {payload['error']}"
+        return head + ("; tried " + "; ".join(tried) if tried else "")
+    message = payload.get("message") or {}
+    mnemonic = f" ({payload['mnemonic']})" if payload.get("mnemonic") else ""
+    return (
+        f"{payload.get('action')} by rule {payload.get('rule')}: {payload.get('result')}{mnemonic}"
+        f", {message.get('type')} {message.get('value')!r}"
+    )
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from holdd.ruletest import run_tests
+
+    return run_tests([Path(f) for f in args.files], verbose=args.verbose)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from holdd.simulate import run_simulation
+
+    return run_simulation(Path(args.config), Path(args.events), start=args.start)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -108,6 +194,30 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate the config and every rule file")
     check.add_argument("-c", "--config", required=True, metavar="FILE")
     check.set_defaults(func=cmd_check)
+    test = sub.add_parser(
+        "test",
+        help="run rule test files (a timeline of notifications -> the holds expected)",
+        description="Run rule test files on a virtual clock; the format is in docs/rules.md.",
+    )
+    test.add_argument("files", nargs="+", metavar="FILE")
+    test.add_argument(
+        "-v", "--verbose", action="store_true", help="also show the timeline of passing tests"
+    )
+    test.set_defaults(func=cmd_test)
+    simulate = sub.add_parser(
+        "simulate",
+        help="replay recorded notifications through the rules; never calls the API",
+    )
+    simulate.add_argument("-c", "--config", required=True, metavar="FILE")
+    simulate.add_argument("events", metavar="EVENTS.jsonl")
+    simulate.add_argument(
+        "--start", metavar="ISO", help="when offset 0 is (default: the first notification_time)"
+    )
+    simulate.set_defaults(func=cmd_simulate)
+    explain = sub.add_parser("explain", help="the decision trace of one call")
+    explain.add_argument("-c", "--config", required=True, metavar="FILE")
+    explain.add_argument("call_session_id", type=int, metavar="CALL_SESSION_ID")
+    explain.set_defaults(func=cmd_explain)
     sim = sub.add_parser("sim", help="run the built-in UIS simulator")
     sim.add_argument("--listen", default="127.0.0.1:8900", metavar="HOST:PORT")
     sim.add_argument(

@@ -96,6 +96,8 @@ class _Rules(msgspec.Struct, forbid_unknown_fields=True):
 
 class _State(msgspec.Struct, forbid_unknown_fields=True):
     path: str = "state.db"
+    #: How long decisions, traces and finished claims are kept.
+    retention: str = "7d"
 
 
 class _Http(msgspec.Struct, forbid_unknown_fields=True):
@@ -138,6 +140,7 @@ class Settings:
     webhook_secret: Secret | None
     rule_files: tuple[Path, ...]
     state_path: Path
+    state_retention: float
     http_listen: tuple[str, int]
     log_format: str
     log_level: str
@@ -155,8 +158,15 @@ class Settings:
         return self.login if self.login is not None else self.access_token
 
 
-def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings:
-    """Read and validate `path`; raise ConfigError listing every problem."""
+def load_settings(
+    path: Path, environ: dict[str, str] | None = None, *, read_secrets: bool = True
+) -> Settings:
+    """Read and validate `path`; raise ConfigError listing every problem.
+
+    `read_secrets=False` (for `holdd check` and `holdd explain`, run by hand
+    outside the unit) checks how the credentials are configured but does not
+    read them: the credential files are the service's, not the operator's.
+    """
     env = dict(os.environ if environ is None else environ)
     name = str(path)
     try:
@@ -184,8 +194,10 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
         raise ConfigError(problems) from None
 
     base = path.parent
-    login = _login(raw.callapi, base, env, problem)
-    token = Secret("") if login is not None else _token(raw.callapi, base, env, problem)
+    login = _login(raw.callapi, base, env, problem, read_secrets)
+    token = (
+        Secret("") if login is not None else _token(raw.callapi, base, env, problem, read_secrets)
+    )
     timeout = _duration(raw.callapi.timeout, ("callapi", "timeout"), problem)
     known = len(problems)
     action_deadline = _duration(
@@ -236,6 +248,7 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
             problem(("rules", "files"), f"no rule file matches {pattern!r}")
         rule_files.extend(Path(p) for p in matched)
     listen = _host_port(raw.http.listen, ("http", "listen"), problem)
+    retention = _duration(raw.state.retention, ("state", "retention"), problem)
     if problems:
         raise ConfigError(problems)
     webhook_secret = raw.webhook.secret if raw.webhook is not None else ""
@@ -262,6 +275,7 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
         webhook_secret=Secret(webhook_secret) if raw.webhook is not None else None,
         rule_files=tuple(rule_files),
         state_path=base / raw.state.path,
+        state_retention=retention,
         http_listen=listen,
         log_format=raw.log.format,
         log_level=raw.log.level,
@@ -272,7 +286,7 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
 
 
 def _login(
-    api: _CallApi, base: Path, env: dict[str, str], problem: _ProblemFn
+    api: _CallApi, base: Path, env: dict[str, str], problem: _ProblemFn, read: bool = True
 ) -> LoginPassword | None:
     """`login` + password (section 2 `login.user`), or None when no login is configured."""
     if api.login is None:
@@ -291,6 +305,8 @@ def _login(
         problem(("callapi", "login"), "login is empty")
     if api.password is not None and api.password_file is not None:
         problem(("callapi", "password_file"), "give only one of password and password_file")
+    if not read and api.password is None:
+        return LoginPassword(api.login.strip(), Secret(""))
     if api.password is not None:
         if not api.password:
             problem(("callapi", "password"), "password is empty")
@@ -319,11 +335,15 @@ def _login(
     return LoginPassword(api.login.strip(), Secret(value))
 
 
-def _token(api: _CallApi, base: Path, env: dict[str, str], problem: _ProblemFn) -> Secret:
+def _token(
+    api: _CallApi, base: Path, env: dict[str, str], problem: _ProblemFn, read: bool = True
+) -> Secret:
     """The permanent key: inline, from a file, or the systemd credential."""
     given = [k for k in ("access_token", "access_token_file") if getattr(api, k) is not None]
     if len(given) > 1:
         problem(("callapi", given[1]), "give only one of access_token and access_token_file")
+    if not read and api.access_token is None:
+        return Secret("")
     if api.access_token is not None:
         return Secret(api.access_token.strip())
     candidates: list[Path] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,9 +116,15 @@ async def run_demo(config_dir: Path | None = None) -> int:
         return 78
     sim = Simulator(tokens=(settings.access_token.reveal(),), media_ids=("2034", "2561", "3001"))
     await sim.start()
+    scratch = tempfile.TemporaryDirectory(prefix="holdd-demo-")
     try:
+        # A fresh state database each run: the simulator numbers its calls
+        # from the same start every time, and the ledger would remember them.
         settings = dataclasses.replace(
-            settings, callapi_url=sim.callapi_url, notify_url=sim.notify_url
+            settings,
+            callapi_url=sim.callapi_url,
+            notify_url=sim.notify_url,
+            state_path=Path(scratch.name) / "state.db",
         )
         logs.configure(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets)
         daemon = Daemon(settings, rules)
@@ -137,6 +144,7 @@ async def run_demo(config_dir: Path | None = None) -> int:
         code = running.result()
     finally:
         await sim.stop()
+        scratch.cleanup()
     print(_table(sim, daemon, calls), flush=True)
     return code
 

@@ -27,3 +27,30 @@ def parse_duration(text: str) -> float:
     if pos != len(s):
         raise ValueError(f"bad duration {text!r} (write e.g. '500ms', '15s', '2m', '1h30m')")
     return total
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of `parse_duration`, for messages: 90 -> "1m30s", 0.25 -> "250ms".
+
+    Whole milliseconds are kept exactly; anything finer is rounded, because a
+    virtual clock built from duration strings never needs it.
+    """
+    sign = "-" if seconds < 0 else ""
+    ms = round(abs(seconds) * 1000)
+    if ms == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if ms >= size:
+            parts.append(f"{ms // size}{unit}")
+            ms %= size
+    if ms:
+        # Seconds with a fraction read better as "1.5s" than "1s500ms", but a
+        # duration under a second is clearer in milliseconds.
+        if ms % 1000 == 0:
+            parts.append(f"{ms // 1000}s")
+        elif ms >= 1000 or parts:
+            parts.append(f"{ms / 1000:g}s")
+        else:
+            parts.append(f"{ms}ms")
+    return sign + "".join(parts)

@@ -35,7 +35,8 @@ class NotifyListener:
         max_size: int = 1024 * 1024,
         ping_interval: float = 15.0,
         idle_timeout: float = 0.0,
-        on_connect: Callable[[], None] = lambda: None,
+        on_connect: Callable[[float | None], None] = lambda _outage: None,
+        on_disconnect: Callable[[str], None] = lambda _reason: None,
     ) -> None:
         self.url = url
         self.headers = dict(headers or {})
@@ -46,8 +47,10 @@ class NotifyListener:
         #: Reconnect when no message arrived for this long (0: never). Pings
         #: prove the TCP path; this catches a server that stopped sending.
         self.idle_timeout = idle_timeout
-        #: Called after every successful connect (the daemon resyncs then).
+        #: Called after every successful connect with the outage it ended (the
+        #: daemon resyncs then), and after every disconnect with the reason.
         self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
         self.connected = asyncio.Event()
         self.reconnects = 0
         #: When the stream went down (monotonic), None while connected.
@@ -62,6 +65,7 @@ class NotifyListener:
         while True:
             opened: float | None = None
             close_code: int | None = None
+            detail: str | None = None
             try:
                 async with connect(
                     self.url,
@@ -84,7 +88,7 @@ class NotifyListener:
                         url=self.url,
                         outage_seconds=None if outage is None else round(outage, 3),
                     )
-                    self.on_connect()
+                    self.on_connect(outage)
                     reason = "closed"
                     while True:
                         try:
@@ -101,7 +105,8 @@ class NotifyListener:
             except InvalidURI:
                 raise
             except (OSError, TimeoutError, InvalidHandshake) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = type(exc).__name__
+                detail = str(exc)
             self.connected.clear()
             now = time.monotonic()
             self.down_since = now
@@ -112,9 +117,11 @@ class NotifyListener:
             if close_code in _SLOW_CODES:
                 delay = max(delay, 5.0)
             self.reconnects += 1
+            self.on_disconnect(reason if close_code is None else f"close_{close_code}")
             self.log.warning(
                 "notify_disconnected",
                 reason=reason,
+                detail=detail,
                 close_code=close_code,
                 session_seconds=None if lived is None else round(lived, 3),
                 retry_in=round(delay, 3),

@@ -20,18 +20,40 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from holdd import __version__
+from holdd import __version__, sdnotify
 from holdd.actions import ActionRunner, Outcome
 from holdd.backoff import full_jitter
-from holdd.callapi import CallApiClient, CallApiFailure
+from holdd.callapi import ActiveCall, CallApiClient, CallApiFailure
 from holdd.calls import CallChange, CallTable, ChangeKind
-from holdd.config import Settings
+from holdd.config import Settings, load_settings
+from holdd.errors import ConfigError
 from holdd.events import Decoded, Rejection, RejectReason, decode, decode_value, event_names
-from holdd.ledger import Ledger, MemoryLedger
+from holdd.httpd import HttpServer
+from holdd.ledger import Claim, Ledger, MemoryLedger
+from holdd.metrics import Metrics
 from holdd.notify import NotifyListener
-from holdd.rules import Evaluation, RuleEngine, RuleSet
+from holdd.rules import Decision, Evaluation, Mode, RuleEngine, RuleSet, load_rules
+from holdd.rules.driver import (
+    Agenda,
+    Cancelled,
+    Effect,
+    Hold,
+    NoHold,
+    Pending,
+    RuleDriver,
+    Timer,
+    TimerKind,
+    Unhold,
+)
+from holdd.statedb import CallRecord, StateDb, StateDbError, TraceKind
+from holdd.statedb import Timer as StoredTimer
+from holdd.statedb import TimerKind as StoredTimerKind
+from holdd.states import CallState
 from holdd.throttle import Throttle
 from holdd.webhook import MAX_BODY, WebhookReceiver
+
+#: sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop.
+EX_CONFIG = 78
 
 _CHANGE_EVENTS = {
     ChangeKind.TALK_ENTERED: "call_talk_started",
@@ -54,8 +76,15 @@ class Daemon:
         self.settings = settings
         self.clock = clock
         self.table = CallTable()
-        self.engine = RuleEngine(rules)
+        #: The rules, and everything they must remember (pending `after` and
+        #: `unhold_after` timers, cooldowns) as data that a reload keeps.
+        self.driver = RuleDriver(RuleEngine(rules), Agenda())
+        #: Holds submitted and not yet answered: committed to the driver on success.
+        self._submitted: dict[tuple[int, str], Decision] = {}
+        #: Set whenever the driver's timers change; the timer task re-plans.
+        self._timers_changed = asyncio.Event()
         self.names = event_names(settings.events)
+        self._given_ledger = ledger
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
         self.stop_timeout = stop_timeout
         self.sweep_every = sweep_every
@@ -77,13 +106,64 @@ class Daemon:
         self.resync_wanted = asyncio.Event()
         self.resyncs = 0
         self._drop_throttle = Throttle(per=10.0, burst=5)
+        self._last_down_reason = "start"
+        #: The state database (ledger, traces); None when a ledger was given.
+        self.state: StateDb | None = None
+        self.metrics = Metrics()
+        self.metrics.track_calls(self.table.counts)
+        self.http: HttpServer | None = None
+        #: Claims found without a result at start, resolved by the first resync.
+        self._unresolved: list[Claim] = []
+
+    @property
+    def engine(self) -> RuleEngine:
+        return self.driver.engine
 
     # -- control -----------------------------------------------------------
 
     def request_stop(self, reason: str = "requested") -> None:
         if not self._stopping.is_set():
             self.log.info("holdd_stopping", reason=reason)
+            sdnotify.stopping(f"stopping: {reason}")
             self._stopping.set()
+
+    def reload_rules(self) -> bool:
+        """SIGHUP: validate every rule file first; swap only if all are good.
+
+        On failure the previous rules stay active (Prometheus' model), the
+        problems are logged with file and line, and the metric says so.
+        """
+        sdnotify.reloading("reloading rules")
+        now = self.clock()
+        try:
+            fresh = load_settings(self.settings.path)
+            rules = load_rules(fresh.rule_files, self.settings.tts_max_length)
+        except ConfigError as err:
+            self.metrics.rules_reloaded(False, now)
+            self.log.error(
+                "rules_reload_failed",
+                problems=[str(p) for p in err.problems],
+                files=sorted({p.path for p in err.problems}),
+                kept_rules=len(self.engine.rules.rules),
+            )
+            sdnotify.ready("reload failed; previous rules active")
+            return False
+        old = self.engine.rules.by_name()
+        new = rules.by_name()
+        # Swap the rules, keep the agenda: pending timers, cooldowns and what
+        # fired survive the reload (peers.md P7: timers lost on reload).
+        self.driver.engine = RuleEngine(rules)
+        self.metrics.rules_reloaded(True, now, len(rules.rules))
+        self.log.info(
+            "rules_reloaded",
+            rules=len(rules.rules),
+            files=len(rules.files),
+            added=sorted(new.keys() - old.keys()),
+            removed=sorted(old.keys() - new.keys()),
+            changed=sorted(n for n in new.keys() & old.keys() if new[n] != old[n]),
+        )
+        sdnotify.ready(f"{len(rules.rules)} rules active")
+        return True
 
     async def wait_for(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         """Wait until `predicate()` holds, re-checking after every message and outcome."""
@@ -96,9 +176,6 @@ class Daemon:
     async def run(self, *, install_signals: bool = True) -> int:
         """Serve until stopped; the exit code of `holdd run`."""
         loop = asyncio.get_running_loop()
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop, sig.name)
         self.log.info(
             "holdd_started",
             version=__version__,
@@ -106,9 +183,46 @@ class Daemon:
             rules=len(self.engine.rules.rules),
             rule_files=len(self.engine.rules.files),
         )
+        if self._given_ledger is None:
+            try:
+                self.state = StateDb.open(
+                    self.settings.state_path, on_write=self.metrics.ledger_written
+                )
+            except StateDbError as exc:
+                self.log.error("state_unusable", path=str(self.settings.state_path), error=str(exc))
+                return EX_CONFIG
+            self.ledger = self.state
+            self.driver.agenda.cooldowns = self.state
+            self._unresolved = self.state.pending_claims()
+            self._restore(self.state)
+            self.log.info(
+                "state_opened",
+                path=str(self.settings.state_path),
+                pending_claims=len(self._unresolved),
+            )
+        self.metrics.rules_reloaded(True, self.clock(), len(self.engine.rules.rules))
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if install_signals else ()
+        for sig in signals:
+            if sig is signal.SIGHUP:
+                loop.add_signal_handler(sig, self.reload_rules)
+            else:
+                loop.add_signal_handler(sig, self.request_stop, sig.name)
         connector = aiohttp.TCPConnector(limit=self.settings.max_connections)
         code = 0
         try:
+            http_host, http_port = self.settings.http_listen
+            self.http = HttpServer(
+                self.metrics.registry,
+                {
+                    "notify": self._ready_notify,
+                    "rules": self._ready_rules,
+                    "callapi": self._ready_callapi,
+                },
+                host=http_host,
+                port=http_port,
+            )
+            await self.http.start()
+            self.log.info("http_listening", host=http_host, port=self.http.port)
             async with aiohttp.ClientSession(connector=connector) as session:
                 api = CallApiClient(
                     session,
@@ -130,13 +244,18 @@ class Daemon:
                         tasks = [
                             tg.create_task(self._sweep(), name="sweep"),
                             tg.create_task(self._resync_loop(api), name="resync"),
+                            tg.create_task(sdnotify.watchdog_loop(), name="watchdog"),
+                            tg.create_task(self._timer_loop(), name="timers"),
                         ]
+                        if self.state is not None:
+                            tasks.append(tg.create_task(self._prune(self.state), name="prune"))
                         if self.settings.notify_url is not None:
                             self.listener = NotifyListener(
                                 self.settings.notify_url,
                                 self.settings.notify_headers,
                                 idle_timeout=self.settings.idle_timeout,
-                                on_connect=self.resync_wanted.set,
+                                on_connect=self._stream_up,
+                                on_disconnect=self._stream_down,
                             )
                             tasks.append(
                                 tg.create_task(self._consume(self.listener), name="consume")
@@ -147,22 +266,75 @@ class Daemon:
                             tasks.append(
                                 tg.create_task(self._consume_queue(queue), name="consume_webhook")
                             )
+                        sdnotify.ready(f"{len(self.engine.rules.rules)} rules active")
                         await self._stopping.wait()
                         for task in tasks:
                             task.cancel()
                 except* Exception as group:
-                    for exc in group.exceptions:
-                        self.log.error("holdd_failed", exc_info=(type(exc), exc, exc.__traceback__))
+                    for failure in group.exceptions:
+                        self.log.error(
+                            "holdd_failed",
+                            exc_info=(type(failure), failure, failure.__traceback__),
+                        )
                     code = 1
                 left = await self.runner.drain(within=self.stop_timeout)
                 if left:
                     self.log.warning("holdd_stop_abandoned_requests", count=left)
         finally:
-            if install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            if self.http is not None:
+                await self.http.stop()
+            if self.state is not None:
+                self.state.close()
         self.log.info("holdd_stopped", exit_code=code)
         return code
+
+    # -- readiness, stream state, housekeeping -------------------------------
+
+    def _ready_notify(self) -> tuple[bool, str]:
+        if self.listener is not None and self.listener.connected.is_set():
+            return True, "notification stream connected"
+        if self.webhook_address is not None:
+            return True, "webhook listening"
+        if self.listener is not None and self.listener.down_since is not None:
+            down = time.monotonic() - self.listener.down_since
+            return False, f"notification stream down for {down:.0f} s"
+        return False, "no notification source running"
+
+    def _ready_rules(self) -> tuple[bool, str]:
+        return True, f"{len(self.engine.rules.rules)} rules loaded"
+
+    def _ready_callapi(self) -> tuple[bool, str]:
+        if self.api is None:
+            return False, "Call API client not started"
+        if not self.api.credentials_ok:
+            return False, self.api.credentials_problem or "credentials rejected"
+        return True, "credentials accepted"
+
+    def _stream_up(self, outage: float | None) -> None:
+        self.metrics.stream_up()
+        if outage is not None and self.listener is not None and self.listener.reconnects:
+            self.metrics.reconnected(self._last_down_reason, outage)
+        self.resync_wanted.set()
+        self._progressed()
+
+    def _stream_down(self, reason: str) -> None:
+        self._last_down_reason = reason
+        self.metrics.stream_down()
+        self._progressed()
+
+    async def _prune(self, state: StateDb) -> None:
+        """Hourly: forget rows older than the retention, in small batches."""
+        while True:
+            now = self.clock()
+            total = 0
+            while (pruned := state.prune(now - self.settings.state_retention, batch=1000)).total:
+                total += pruned.total
+                await asyncio.sleep(0)  # let notifications through between batches
+            if total:
+                self.log.info("state_pruned", rows=total)
+            await asyncio.sleep(3600)
 
     async def _consume(self, listener: NotifyListener) -> None:
         async for raw in listener.messages():
@@ -224,6 +396,8 @@ class Daemon:
                         await self._stopping.wait()
                 continue
             failures = full_jitter(1.0, 60.0)
+            if self._unresolved:
+                self._resolve_claims(active)
             changes = self.table.reconcile(active, taken_at, self.clock())
             self.resyncs += 1
             self.log.info(
@@ -239,6 +413,31 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.resync_interval or None):
                     await self.resync_wanted.wait()
+
+    def _resolve_claims(self, active: list[ActiveCall]) -> None:
+        """Claims left without a result by a crash: what did the request do?
+
+        Before anything is sent again (holdd-spec section 6): a call the API
+        shows on hold was held (by that request: nothing else holds it); a
+        call no longer listed has ended; a call still in Talk was not held, so
+        the claim is released and the rules may act on it again.
+        """
+        assert self.state is not None  # noqa: S101 - claims come from the state db
+        by_id = {c.call_session_id: c for c in active}
+        now = self.clock()
+        for claim in self._unresolved:
+            call = by_id.get(claim.call_session_id)
+            log = self.log.bind(call_session_id=claim.call_session_id, rule=claim.rule)
+            if call is not None and call.state is CallState.TALK:
+                self.state.release(claim.call_session_id, claim.rule, claim.action)
+                log.warning("claim_released", action=claim.action, api_state=call.state.value)
+                continue
+            result = "held" if call is not None and call.state is CallState.HOLD else "ended"
+            if call is not None and result == "ended":
+                result = f"api_state_{call.state.value.lower()}"
+            self.state.resolve(claim.call_session_id, claim.rule, claim.action, result, now)
+            log.info("claim_resolved", action=claim.action, result=result)
+        self._unresolved = []
 
     async def _sweep(self) -> None:
         while True:
@@ -257,6 +456,7 @@ class Daemon:
         """Count a rejected message; log it unless a flood of the same reason is on."""
         reason = rejection.reason.value
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        self.metrics.notification("unknown", dropped_reason=reason)
         held_back = self._drop_throttle.allow(reason, self.clock())
         if held_back is None:
             return
@@ -274,11 +474,13 @@ class Daemon:
         for rejection in decoded.rejections:
             self._drop(rejection, source)
         for n in decoded.notifications:
+            self.metrics.notification(n.kind.value)
             self.log.debug(
                 "notification_received",
                 call_session_id=n.call_session_id,
                 kind=n.kind.value,
                 state=n.state,
+                source=source,
             )
             for change in self.table.apply(n, now):
                 self._on_change(change)
@@ -292,28 +494,193 @@ class Daemon:
             source=change.source,
             direction=call.fields.get("direction"),
         )
-        if change.kind is not ChangeKind.TALK_ENTERED:
-            return
-        evaluation = self.engine.evaluate(call)
-        self.evaluations[call.call_session_id] = evaluation
-        trace = [t.as_dict() for t in evaluation.trace]
-        if evaluation.error is not None:
-            rule = evaluation.trace[-1].rule
-            log.error("hold_skipped", rule=rule, reason=evaluation.error, trace=trace)
-            return
-        decision = evaluation.decision
-        if decision is None:
-            log.info("no_rule_matched", trace=trace)
-            return
-        log.info(
-            "rule_matched", rule=decision.rule.name, mode=decision.rule.mode.value, trace=trace
+        self._trace(
+            call.call_session_id,
+            TraceKind.EVENT,
+            {
+                "change": change.kind.value,
+                "source": change.source,
+                "episode": call.episode,
+                "state": call.state.value,
+            },
         )
-        assert self.runner is not None  # noqa: S101 - set before the stream is read
-        self.runner.submit(decision)
+        if self.state is not None:
+            if change.kind is ChangeKind.TALK_ENTERED:
+                self.state.save_call(
+                    CallRecord(
+                        call.call_session_id,
+                        call.episode,
+                        call.talk_started_at or 0.0,
+                        call.state,
+                        self.clock(),
+                    )
+                )
+            elif change.kind is ChangeKind.ENDED:
+                self.state.delete_call(call.call_session_id)
+        self._effects(self.driver.on_change(change, self.clock()))
+
+    def _effects(self, effects: list[Effect]) -> None:
+        """Carry out what the rule driver says must happen now."""
+        for effect in effects:
+            log = self.log.bind(call_session_id=effect.call_session_id)
+            if isinstance(effect, Hold | Pending | NoHold):
+                self._evaluated(effect.evaluation, log)
+            if isinstance(effect, Hold):
+                decision = effect.decision
+                self.metrics.rule_matched(decision.rule.name)
+                assert self.runner is not None  # noqa: S101 - set before the stream is read
+                self._submitted[(decision.call_session_id, decision.rule.name)] = decision
+                self.runner.submit(decision)
+            elif isinstance(effect, Pending):
+                timer = effect.timer
+                self._arm(timer)
+                log.info(
+                    "rule_pending",
+                    rule=timer.rule,
+                    due_in=round(max(0.0, timer.due_at - self.clock()), 3),
+                )
+            elif isinstance(effect, Unhold):
+                assert self.runner is not None  # noqa: S101
+                self._disarm(effect.timer)
+                self.runner.submit_unhold(
+                    effect.call_session_id, effect.timer.rule, shadow=effect.timer.shadow
+                )
+            elif isinstance(effect, Cancelled):
+                self._disarm(effect.timer)
+                log.info(
+                    "timer_cancelled",
+                    rule=effect.timer.rule,
+                    timer=effect.timer.kind.value,
+                    reason=effect.reason,
+                )
+
+    def _evaluated(
+        self, evaluation: Evaluation, log: structlog.typing.FilteringBoundLogger
+    ) -> None:
+        csid = evaluation.call_session_id
+        self.evaluations[csid] = evaluation
+        trace = [t.as_dict() for t in evaluation.trace]
+        decision = evaluation.decision
+        self._trace(
+            csid,
+            TraceKind.EVALUATION,
+            {
+                "trace": trace,
+                "error": evaluation.error,
+                "rule": decision.rule.name if decision else evaluation.rule,
+            },
+        )
+        if evaluation.error is not None:
+            log.error("hold_skipped", rule=evaluation.rule, reason=evaluation.error, trace=trace)
+        elif decision is None:
+            log.info("no_rule_matched", trace=trace)
+        else:
+            log.info(
+                "rule_matched", rule=decision.rule.name, mode=decision.rule.mode.value, trace=trace
+            )
+
+    def _arm(self, timer: Timer) -> None:
+        if self.state is not None:
+            self.state.add_timer(
+                StoredTimer(
+                    StoredTimerKind(timer.kind.value),
+                    timer.call_session_id,
+                    timer.rule,
+                    timer.due_at,
+                )
+            )
+        self._timers_changed.set()
+
+    def _disarm(self, timer: Timer) -> None:
+        if self.state is not None:
+            self.state.remove_timer(
+                StoredTimerKind(timer.kind.value), timer.call_session_id, timer.rule
+            )
+        self._timers_changed.set()
+
+    async def _timer_loop(self) -> None:
+        """Fire the driver's timers (`after`, `unhold_after`) when they come due."""
+        while True:
+            self._timers_changed.clear()
+            timer = self.driver.agenda.next_timer()
+            delay = None if timer is None else max(0.0, timer.due_at - self.clock())
+            try:
+                async with asyncio.timeout(delay):
+                    await self._timers_changed.wait()
+            except TimeoutError:
+                assert timer is not None  # noqa: S101 - no timeout without a timer
+                call = self.table.get(timer.call_session_id)
+                self._effects(self.driver.on_timer(timer, call, self.clock()))
+                self._progressed()
+
+    def _restore(self, state: StateDb) -> None:
+        """After a restart: calls in Talk and their pending timers, as they were."""
+        now = self.clock()
+        calls = {r.call_session_id: r for r in state.load_calls()}
+        for record in calls.values():
+            self.table.restore(
+                record.call_session_id, record.state, record.episode, record.talk_started_at, now
+            )
+        rules = self.engine.rules.by_name()
+        restored = 0
+        for stored in state.timers():
+            saved = calls.get(stored.call_session_id)
+            rule = rules.get(stored.rule)
+            if saved is None or rule is None:
+                state.remove_timer(stored.kind, stored.call_session_id, stored.rule)
+                continue
+            timer = Timer(
+                TimerKind(stored.kind.value),
+                stored.call_session_id,
+                stored.rule,
+                stored.due_at,
+                saved.episode,
+                rule.mode is Mode.SHADOW,
+            )
+            self.driver.agenda.timers[timer.key] = timer
+            restored += 1
+        if calls or restored:
+            self.log.info("state_restored", calls=len(calls), timers=restored)
 
     def _outcome(self, outcome: Outcome) -> None:
         self.outcomes[outcome.call_session_id] = outcome
+        decision = self._submitted.pop((outcome.call_session_id, outcome.rule), None)
+        call = self.table.get(outcome.call_session_id)
+        if decision is not None and call is not None and outcome.result in ("held", "would_hold"):
+            # The hold took (or was logged in shadow mode): one rule has acted
+            # in this episode; arm its unhold_after, record its cooldown.
+            unhold = self.driver.commit(call, decision, self.clock())
+            if unhold is not None:
+                self._arm(unhold)
+        action = "would_hold" if outcome.result == "would_hold" else "hold"
+        self.metrics.action(action, str(outcome.result), outcome.mnemonic)
+        limits = self.api.last_limits if self.api is not None else None
+        if limits is not None:
+            self.metrics.api_budget(
+                minute_remaining=limits.minute_remaining,
+                day_remaining=limits.day_remaining,
+                minute_limit=limits.minute_limit,
+                day_limit=limits.day_limit,
+            )
+        if outcome.result == "call_gone":
+            self.log.info("call_ended", call_session_id=outcome.call_session_id, source="callapi")
+        self._trace(
+            outcome.call_session_id,
+            TraceKind.ACTION,
+            {
+                "rule": outcome.rule,
+                "action": action,
+                "result": str(outcome.result),
+                "mnemonic": outcome.mnemonic,
+                "message": {"type": outcome.message.type, "value": outcome.message.value},
+            },
+        )
         self._progressed()
+
+    def _trace(self, call_session_id: int, kind: TraceKind, payload: dict[str, object]) -> None:
+        """One line of the call's decision trace (`holdd explain`)."""
+        if self.state is not None:
+            self.state.add_trace(call_session_id, kind, payload, self.clock())
 
     def _progressed(self) -> None:
         tick, self._tick = self._tick, asyncio.Event()

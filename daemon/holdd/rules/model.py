@@ -1,4 +1,6 @@
-"""What a loaded rule is (core): compiled conditions and the hold action."""
+"""What a loaded rule is (core): compiled conditions, the hold action, timing
+and limits. Everything here is immutable: a `RuleSet` can be swapped whole
+on reload while timers and cooldowns, which are data outside it, stay."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from holdd.rules.patterns import NumberPattern, digits
+from holdd.rules.patterns import NumberSet, TextSet, digits
+from holdd.rules.schedule import Schedule
 
 
 class Mode(StrEnum):
@@ -24,23 +27,100 @@ class ContactMessage:
     value: str
 
 
+class CallView:
+    """A call's variables as conditions read them. Numbers are reduced to
+    digits once per evaluation, not once per rule tried."""
+
+    __slots__ = ("_digits", "fields")
+
+    def __init__(self, fields: Mapping[str, object]) -> None:
+        self.fields = fields
+        self._digits: dict[str, str | None] = {}
+
+    def get(self, key: str) -> object:
+        return self.fields.get(key)
+
+    def digits(self, key: str) -> str | None:
+        try:
+            return self._digits[key]
+        except KeyError:
+            value = self.fields.get(key)
+            number = None if value is None else digits(value)
+            self._digits[key] = number
+            return number
+
+
+# Conditions: one `[rule.match]` / `[rule.unless]` key each. `test` is the hot
+# path (no allocation beyond the lookup); `actual` is only called for traces.
+
+
 @dataclass(frozen=True, slots=True)
-class Condition:
-    """One `[rule.match]` key: the call's value must match any of `expected`."""
+class NumberCondition:
+    """`virtual_phone_number` / `contact_phone_number`: the digits of the call's
+    number match any of the patterns."""
 
     key: str
-    expected: tuple[str, ...]
-    numbers: tuple[NumberPattern, ...] = ()
+    numbers: NumberSet
 
-    def test(self, fields: Mapping[str, object]) -> tuple[bool, object]:
-        """(passed, the call's actual value)."""
-        actual = fields.get(self.key)
-        if actual is None:
-            return False, None
-        if self.numbers:
-            number = digits(actual)
-            return any(p.matches(number) for p in self.numbers), actual
-        return str(actual).casefold() in self.expected, actual
+    def test(self, call: CallView, at: float) -> bool:
+        number = call.digits(self.key)
+        return number is not None and self.numbers.matches(number)
+
+    def actual(self, call: CallView, at: float) -> object:
+        return call.get(self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class TextCondition:
+    """`direction` / `call_source` / `scenario_name`, compared without case."""
+
+    key: str
+    texts: TextSet
+
+    def test(self, call: CallView, at: float) -> bool:
+        value = call.get(self.key)
+        return value is not None and self.texts.matches(str(value))
+
+    def actual(self, call: CallView, at: float) -> object:
+        return call.get(self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class EmployeeCondition:
+    """`employee_id`: a whole number, any of the listed ones."""
+
+    ids: frozenset[int]
+    key: str = "employee_id"
+
+    def test(self, call: CallView, at: float) -> bool:
+        value = call.get(self.key)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        return isinstance(value, int) and value in self.ids
+
+    def actual(self, call: CallView, at: float) -> object:
+        return call.get(self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleCondition:
+    """`schedule`: the decision moment lies in any of the named schedules."""
+
+    schedules: tuple[Schedule, ...]
+    key: str = "schedule"
+
+    def test(self, call: CallView, at: float) -> bool:
+        return any(s.contains(at) for s in self.schedules)
+
+    def actual(self, call: CallView, at: float) -> object:
+        return self.schedules[0].describe(at)
+
+    @property
+    def names(self) -> str:
+        return ", ".join(s.name for s in self.schedules)
+
+
+Condition = NumberCondition | TextCondition | EmployeeCondition | ScheduleCondition
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,21 +142,45 @@ class Rule:
     hold: HoldAction
     priority: int = 0
     mode: Mode = Mode.LIVE
+    #: `[rule.match]`, in the order written (a trace names the first that failed).
     conditions: tuple[Condition, ...] = ()
+    #: `[rule.unless]`, in the order written: any that matches excludes the call.
+    exclusions: tuple[Condition, ...] = ()
+    #: Seconds the call must have been in TALK before the rule acts.
+    after: float = 0.0
+    #: `[rule.then] unhold_after`: seconds on hold before `unhold.call`.
+    unhold_after: float | None = None
+    #: `[rule.limit] cooldown`: seconds before the rule acts again for the same contact.
+    cooldown: float | None = None
+    enabled: bool = True
     path: str = ""
     line: int | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
 
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    """Rules in the order they are tried: priority (higher first), then file order."""
+    """Rules in the order they are tried: priority (higher first), then file order.
+
+    Disabled rules (`enabled = false`) are validated but not in `rules`.
+    """
 
     rules: tuple[Rule, ...] = ()
     files: tuple[str, ...] = field(default=())
     tts_max_length: int = 500
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
+    disabled: tuple[str, ...] = ()
 
     def by_name(self) -> dict[str, Rule]:
         return {r.name: r for r in self.rules}
+
+    @property
+    def longest_cooldown(self) -> float:
+        """How long cooldown records must be kept (for pruning the store)."""
+        return max((r.cooldown or 0.0 for r in self.rules), default=0.0)
 
 
 def placeholders(template: str) -> list[str]:
