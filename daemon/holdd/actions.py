@@ -174,15 +174,19 @@ class ActionRunner:
     def in_flight(self) -> int:
         return len(self._tasks)
 
-    def submit(self, decision: Decision) -> None:
-        """Claim and start the action of `decision` (returns at once)."""
+    def submit(self, decision: Decision) -> bool:
+        """Claim and start the action of `decision` (returns at once).
+
+        False when the action was claimed before (a duplicate): nothing is
+        sent and no outcome will follow.
+        """
         rule = decision.rule.name
         csid = decision.call_session_id
         log = self.log.bind(call_session_id=csid, rule=rule)
         action = "hold" if not decision.shadow else "would_hold"
         if not self.ledger.claim(csid, rule, action, self.clock()):
             log.info("hold_skipped", reason="already_claimed")
-            return
+            return False
         call = self.table.get(csid)
         if call is not None:
             call.fired.add(rule)
@@ -196,12 +200,13 @@ class ActionRunner:
             self.ledger.finish(csid, rule, action, "shadow", self.clock())
             self.stats.actions[(Result.WOULD_HOLD.value, "")] += 1
             self.on_outcome(Outcome(csid, rule, decision.message, Result.WOULD_HOLD))
-            return
+            return True
         task = asyncio.get_running_loop().create_task(
             self._hold(decision), name=f"hold-{csid}-{rule}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
 
     async def drain(self, within: float) -> int:
         """Wait up to `within` seconds for in-flight requests; return how many were left."""

@@ -529,8 +529,11 @@ class Daemon:
                 decision = effect.decision
                 self.metrics.rule_matched(decision.rule.name)
                 assert self.runner is not None  # noqa: S101 - set before the stream is read
-                self._submitted[(decision.call_session_id, decision.rule.name)] = decision
-                self.runner.submit(decision)
+                key = (decision.call_session_id, decision.rule.name)
+                # Before submit: a shadow decision's outcome arrives during it.
+                self._submitted[key] = decision
+                if not self.runner.submit(decision):
+                    self._submitted.pop(key, None)
             elif isinstance(effect, Pending):
                 timer = effect.timer
                 self._arm(timer)
