@@ -137,3 +137,21 @@ def test_no_prefix_without_journal_stream_or_a_file_descriptor(
     logs.configure(fmt="json", stream=buf, journal=True)  # forced on
     structlog.get_logger("t").warning("notify_disconnected")
     assert buf.getvalue().startswith(b'<4>{"')
+
+
+def test_tracebacks_carry_no_frame_locals() -> None:
+    """A local such as a request body or a session key never reaches the log."""
+    buf = io.BytesIO()
+    logs.configure(fmt="json", level="info", secrets=[], stream=buf)
+
+    def exchange() -> None:
+        session_key = "sess-3b9d1f0e7a6c4d2b"  # noqa: F841 - the local under test
+        raise RuntimeError("boom")
+
+    try:
+        exchange()
+    except RuntimeError:
+        structlog.get_logger("t").exception("hold_crashed")
+    [line] = lines(buf)
+    assert line["exception"][0]["exc_type"] == "RuntimeError"
+    assert b"sess-3b9d1f0e7a6c4d2b" not in buf.getvalue()

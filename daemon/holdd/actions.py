@@ -151,6 +151,7 @@ class ActionRunner:
         clock: Callable[[], float],
         on_outcome: Callable[[Outcome], None] = lambda _o: None,
         *,
+        on_unhold: Callable[[int, str, str], None] = lambda _c, _r, _x: None,
         deadline: float = 30.0,
         backoff: Callable[[], Iterator[float]] = default_backoff,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
@@ -161,6 +162,8 @@ class ActionRunner:
         self.table = table
         self.clock = clock
         self.on_outcome = on_outcome
+        #: (call_session_id, rule, result) after every unhold.call settles.
+        self.on_unhold = on_unhold
         #: Seconds one action may keep retrying (`[callapi] action_deadline`).
         self.deadline = deadline
         self.backoff = backoff
@@ -278,6 +281,7 @@ class ActionRunner:
                 break
         self.stats.actions[(result, "")] += 1
         self.ledger.finish(call_session_id, rule, "unhold", result, self.clock())
+        self.on_unhold(call_session_id, rule, result)
 
     # -- one hold ----------------------------------------------------------------
 
@@ -290,7 +294,8 @@ class ActionRunner:
                 verdict = await self._drive(decision, log)
             except asyncio.CancelledError:
                 log.warning("hold_cancelled")
-                self.ledger.finish(csid, rule, "hold", Result.CANCELLED, self.clock())
+                # The claim stays without a result: the request may have been
+                # applied, and the next start checks it with list.calls.
                 self.stats.actions[(Result.CANCELLED.value, "")] += 1
                 raise
             except Exception:
@@ -439,6 +444,10 @@ class ActionRunner:
         message = decision.message
         now = self.clock()
         error = v.error
+        # The result goes to the ledger first, before anything is logged: a
+        # crash after it leaves nothing for the next start to guess about.
+        recorded = v.result.value if v.result is Result.HELD else (v.mnemonic or v.result.value)
+        self.ledger.finish(csid, rule, "hold", recorded, now)
         if v.result is Result.HELD:
             self.table.held(csid, now)
             if v.confirmed_by is None:
@@ -517,8 +526,6 @@ class ActionRunner:
                 attempts=v.attempts,
                 hint="see reason; the API's answer is in `answer` when there was one",
             )
-        recorded = v.result.value if v.result is Result.HELD else (v.mnemonic or v.result.value)
-        self.ledger.finish(csid, rule, "hold", recorded, now)
         self.stats.actions[(v.result.value, v.mnemonic or "")] += 1
         self.on_outcome(
             Outcome(

@@ -49,6 +49,9 @@ class Call:
     #: longer listed it) yields to a later notification, because a listing
     #: can lag behind a call that has only just started.
     ended_by: str | None = None
+    #: `notification_time` of the notification that took the call out of
+    #: TALK, to tell a late duplicate "talk started" from a new Talk.
+    left_talk_at: str | None = None
 
 
 class ActiveSession(Protocol):
@@ -62,6 +65,12 @@ class ActiveSession(Protocol):
 
     @property
     def fields(self) -> Mapping[str, str | int | None]: ...
+
+
+def _not_after(sent_at: object, left_at: str | None) -> bool:
+    """`notification_time` values ("2019-12-16 14:40:47.234", local time, one
+    format per account) compare as text; unknown times prove nothing."""
+    return isinstance(sent_at, str) and left_at is not None and sent_at <= left_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +141,24 @@ class CallTable:
             call.state = CallState.SESSION
             call.ended_by = None
             self._ended.pop(call.call_session_id, None)
+        sent_at = n.fields.get("notification_time")
+        if (
+            target in TALKING
+            and call.state in (CallState.POST_TALK, CallState.FINISHING)
+            and _not_after(sent_at, call.left_talk_at)
+        ):
+            # A "talk started" sent no later than the "talk finished" we have
+            # already seen: a late duplicate (both transports, or a provider
+            # retry), not a new Talk episode.
+            return []
         call.fields.update(n.fields)
         call.updated_at = now
         if target is None:
             return []
-        return self.move(call, target, now, source="notification")
+        changes = self.move(call, target, now, source="notification")
+        if any(c.kind is ChangeKind.TALK_LEFT for c in changes) and isinstance(sent_at, str):
+            call.left_talk_at = sent_at
+        return changes
 
     def move(self, call: Call, target: CallState, now: float, *, source: str) -> list[CallChange]:
         """Move `call` to `target`, returning the changes it makes."""
@@ -180,8 +202,18 @@ class CallTable:
                 call = Call(session.call_session_id, CallState.SESSION, updated_at=now)
                 self._calls[session.call_session_id] = call
                 call.fields.update(session.fields)
-            elif call.state is CallState.ENDED or call.updated_at > taken_at:
+            elif call.updated_at > taken_at or (
+                call.state is CallState.ENDED and call.ended_by != "resync"
+            ):
                 continue
+            elif call.state is CallState.ENDED:
+                # An earlier listing missed it (listings can lag behind a call
+                # that has just started): it is alive after all.
+                call.state = CallState.SESSION
+                call.ended_by = None
+                self._ended.pop(call.call_session_id, None)
+                for key, value in session.fields.items():
+                    call.fields.setdefault(key, value)
             else:
                 for key, value in session.fields.items():
                     call.fields.setdefault(key, value)
@@ -202,6 +234,7 @@ class CallTable:
         episode: int,
         talk_started_at: float | None,
         now: float,
+        fields: Mapping[str, str | int | None] | None = None,
     ) -> Call:
         """A call remembered in the state database, put back after a restart.
 
@@ -210,6 +243,7 @@ class CallTable:
         the call still talking does not begin a new episode.
         """
         call = Call(call_session_id, state, episode=episode, talk_started_at=talk_started_at)
+        call.fields.update(fields or {})
         call.updated_at = now
         self._calls[call_session_id] = call
         return call

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 
 import orjson
 import structlog
+import structlog.tracebacks
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 _SECRET_KEYS = frozenset({"access_token", "password", "secret", "authorization", "token"})
@@ -91,6 +92,13 @@ def on_journal(stream: object, environ: Mapping[str, str] | None = None) -> bool
     except (OSError, ValueError):  # io.UnsupportedOperation is both
         return False
     return expected == f"{st.st_dev}:{st.st_ino}"
+
+
+#: Structured tracebacks without frame locals: a frame's locals can hold a
+#: request body or a session key that no redaction list knows.
+_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
 
 
 def _render_json(_logger: WrappedLogger, _name: str, event: EventDict) -> bytes:
@@ -159,10 +167,7 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
     ]
     tail: list[Processor]
-    if console:
-        tail = [redact, _ConsoleBytes()]
-    else:
-        tail = [structlog.processors.dict_tracebacks, redact, _render_json]
+    tail = [redact, _ConsoleBytes()] if console else [_TRACEBACKS, redact, _render_json]
     if prefixed:
         tail[-1] = _PriorityPrefix(tail[-1])
     structlog.configure(

@@ -24,7 +24,7 @@ from holdd import __version__, sdnotify
 from holdd.actions import ActionRunner, Outcome
 from holdd.backoff import full_jitter
 from holdd.callapi import ActiveCall, CallApiClient, CallApiFailure
-from holdd.calls import CallChange, CallTable, ChangeKind
+from holdd.calls import Call, CallChange, CallTable, ChangeKind
 from holdd.config import Settings, load_settings
 from holdd.errors import ConfigError
 from holdd.events import Decoded, Rejection, RejectReason, decode, decode_value, event_names
@@ -45,6 +45,7 @@ from holdd.rules.driver import (
     TimerKind,
     Unhold,
 )
+from holdd.rules.patterns import digits
 from holdd.statedb import CallRecord, StateDb, StateDbError, TraceKind
 from holdd.statedb import Timer as StoredTimer
 from holdd.statedb import TimerKind as StoredTimerKind
@@ -83,6 +84,8 @@ class Daemon:
         self._submitted: dict[tuple[int, str], Decision] = {}
         #: Set whenever the driver's timers change; the timer task re-plans.
         self._timers_changed = asyncio.Event()
+        #: Set after the first successful resync (timers wait for it).
+        self._resynced = asyncio.Event()
         self.names = event_names(settings.events)
         self._given_ledger = ledger
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
@@ -237,6 +240,7 @@ class Daemon:
                     self.table,
                     self.clock,
                     self._outcome,
+                    on_unhold=self._unhold_outcome,
                     deadline=self.settings.action_deadline,
                 )
                 try:
@@ -329,7 +333,12 @@ class Daemon:
         while True:
             now = self.clock()
             total = 0
-            while (pruned := state.prune(now - self.settings.state_retention, batch=1000)).total:
+            keep = max(self.settings.state_retention, self.engine.rules.longest_cooldown)
+            while (
+                pruned := state.prune(
+                    now - self.settings.state_retention, cooldowns_before=now - keep, batch=1000
+                )
+            ).total:
                 total += pruned.total
                 await asyncio.sleep(0)  # let notifications through between batches
             if total:
@@ -396,9 +405,10 @@ class Daemon:
                         await self._stopping.wait()
                 continue
             failures = full_jitter(1.0, 60.0)
-            if self._unresolved:
-                self._resolve_claims(active)
             changes = self.table.reconcile(active, taken_at, self.clock())
+            # Claims a crash left open are settled before any rule runs, so
+            # a released claim can be taken again by the changes below.
+            recheck = self._resolve_claims(active) if self._unresolved else []
             self.resyncs += 1
             self.log.info(
                 "resync_done",
@@ -409,35 +419,86 @@ class Daemon:
             )
             for change in changes:
                 self._on_change(change)
+            entered = {c.call.call_session_id for c in changes if c.kind is ChangeKind.TALK_ENTERED}
+            for call in recheck:
+                if call.call_session_id not in entered and call.state is CallState.TALK:
+                    # Still in the Talk episode the crash interrupted: the
+                    # rules act on it again (its claim was released).
+                    self._on_change(CallChange(ChangeKind.TALK_ENTERED, call, "recovery"))
+            self._resynced.set()
             self._progressed()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.resync_interval or None):
                     await self.resync_wanted.wait()
 
-    def _resolve_claims(self, active: list[ActiveCall]) -> None:
-        """Claims left without a result by a crash: what did the request do?
+    def _resolve_claims(self, active: list[ActiveCall]) -> list[Call]:
+        """Claims left without a result by a crash or a stop: what did the request do?
 
-        Before anything is sent again (holdd-spec section 6): a call the API
-        shows on hold was held (by that request: nothing else holds it); a
-        call no longer listed has ended; a call still in Talk was not held, so
-        the claim is released and the rules may act on it again.
+        Before anything is sent again (holdd-spec section 6), `list.calls`
+        says. A hold: the call on hold means it took (its unhold_after and
+        cooldown are armed as after any hold); still in Talk means it did
+        not, so the claim is released and the call returned for the rules to
+        act on again. An unhold: still on hold means it did not take, so it
+        is armed to go out now. A call no longer listed has ended.
         """
         assert self.state is not None  # noqa: S101 - claims come from the state db
         by_id = {c.call_session_id: c for c in active}
         now = self.clock()
+        recheck: list[Call] = []
         for claim in self._unresolved:
-            call = by_id.get(claim.call_session_id)
+            listed = by_id.get(claim.call_session_id)
+            call = self.table.get(claim.call_session_id)
             log = self.log.bind(call_session_id=claim.call_session_id, rule=claim.rule)
-            if call is not None and call.state is CallState.TALK:
+            api_state = listed.state if listed is not None else CallState.ENDED
+            if claim.action == "hold" and api_state is CallState.TALK and call is not None:
                 self.state.release(claim.call_session_id, claim.rule, claim.action)
-                log.warning("claim_released", action=claim.action, api_state=call.state.value)
+                log.warning("claim_released", action=claim.action, api_state=api_state.value)
+                recheck.append(call)
                 continue
-            result = "held" if call is not None and call.state is CallState.HOLD else "ended"
-            if call is not None and result == "ended":
-                result = f"api_state_{call.state.value.lower()}"
+            if claim.action == "unhold" and api_state is CallState.HOLD and call is not None:
+                self.state.release(claim.call_session_id, claim.rule, claim.action)
+                log.warning("claim_released", action=claim.action, api_state=api_state.value)
+                self._arm_now(
+                    Timer(TimerKind.UNHOLD, call.call_session_id, claim.rule, now, call.episode)
+                )
+                continue
+            if claim.action == "hold" and api_state is CallState.HOLD:
+                result = "held"
+                if call is not None:
+                    self._recommit(call, claim, now)
+            elif claim.action == "unhold" and api_state is CallState.TALK:
+                result = "unheld"
+            else:
+                result = f"api_state_{api_state.value.lower()}"
             self.state.resolve(claim.call_session_id, claim.rule, claim.action, result, now)
             log.info("claim_resolved", action=claim.action, result=result)
         self._unresolved = []
+        return recheck
+
+    def _recommit(self, call: Call, claim: Claim, now: float) -> None:
+        """A hold a crash interrupted took: what follows a hold follows it too."""
+        rule = self.engine.rules.by_name().get(claim.rule)
+        call.fired.add(claim.rule)
+        self.driver.agenda.acted[call.call_session_id] = call.episode
+        if rule is None:
+            return  # the rule was removed since: nothing to arm
+        if rule.cooldown is not None:
+            contact = digits(call.fields.get("contact_phone_number") or "")
+            self.driver.agenda.cooldowns.record_cooldown(rule.name, contact, claim.claimed_at)
+        if rule.unhold_after is not None:
+            self._arm_now(
+                Timer(
+                    TimerKind.UNHOLD,
+                    call.call_session_id,
+                    rule.name,
+                    claim.claimed_at + rule.unhold_after,
+                    call.episode,
+                )
+            )
+
+    def _arm_now(self, timer: Timer) -> None:
+        self.driver.agenda.timers[timer.key] = timer
+        self._arm(timer)
 
     async def _sweep(self) -> None:
         while True:
@@ -505,19 +566,25 @@ class Daemon:
             },
         )
         if self.state is not None:
-            if change.kind is ChangeKind.TALK_ENTERED:
-                self.state.save_call(
-                    CallRecord(
-                        call.call_session_id,
-                        call.episode,
-                        call.talk_started_at or 0.0,
-                        call.state,
-                        self.clock(),
-                    )
-                )
-            elif change.kind is ChangeKind.ENDED:
+            if change.kind is ChangeKind.ENDED:
                 self.state.delete_call(call.call_session_id)
+            else:
+                self._save(call)
         self._effects(self.driver.on_change(change, self.clock()))
+
+    def _save(self, call: Call) -> None:
+        """Keep what a restart needs of a call: its episode, Talk start, state, fields."""
+        if self.state is not None:
+            self.state.save_call(
+                CallRecord(
+                    call.call_session_id,
+                    call.episode,
+                    call.talk_started_at,
+                    call.state,
+                    self.clock(),
+                    dict(call.fields),
+                )
+            )
 
     def _effects(self, effects: list[Effect]) -> None:
         """Carry out what the rule driver says must happen now."""
@@ -595,14 +662,22 @@ class Daemon:
         self._timers_changed.set()
 
     def _disarm(self, timer: Timer) -> None:
+        self._forget_stored(timer)
+        self._timers_changed.set()
+
+    def _forget_stored(self, timer: Timer) -> None:
         if self.state is not None:
             self.state.remove_timer(
                 StoredTimerKind(timer.kind.value), timer.call_session_id, timer.rule
             )
-        self._timers_changed.set()
 
     async def _timer_loop(self) -> None:
-        """Fire the driver's timers (`after`, `unhold_after`) when they come due."""
+        """Fire the driver's timers (`after`, `unhold_after`) when they come due.
+
+        Not before the first resync: timers restored from the state database
+        must see the calls as `list.calls` shows them now, not as they were.
+        """
+        await self._resynced.wait()
         while True:
             self._timers_changed.clear()
             timer = self.driver.agenda.next_timer()
@@ -612,6 +687,7 @@ class Daemon:
                     await self._timers_changed.wait()
             except TimeoutError:
                 assert timer is not None  # noqa: S101 - no timeout without a timer
+                self._forget_stored(timer)  # consumed, whatever it turns into
                 call = self.table.get(timer.call_session_id)
                 self._effects(self.driver.on_timer(timer, call, self.clock()))
                 self._progressed()
@@ -622,7 +698,12 @@ class Daemon:
         calls = {r.call_session_id: r for r in state.load_calls()}
         for record in calls.values():
             self.table.restore(
-                record.call_session_id, record.state, record.episode, record.talk_started_at, now
+                record.call_session_id,
+                record.state,
+                record.episode,
+                record.talk_started_at,
+                now,
+                record.fields,
             )
         rules = self.engine.rules.by_name()
         restored = 0
@@ -655,6 +736,7 @@ class Daemon:
             unhold = self.driver.commit(call, decision, self.clock())
             if unhold is not None:
                 self._arm(unhold)
+            self._save(call)
         action = "would_hold" if outcome.result == "would_hold" else "hold"
         self.metrics.action(action, str(outcome.result), outcome.mnemonic)
         limits = self.api.last_limits if self.api is not None else None
@@ -677,6 +759,16 @@ class Daemon:
                 "mnemonic": outcome.mnemonic,
                 "message": {"type": outcome.message.type, "value": outcome.message.value},
             },
+        )
+        self._progressed()
+
+    def _unhold_outcome(self, call_session_id: int, rule: str, result: str) -> None:
+        self.metrics.action("unhold", result)
+        call = self.table.get(call_session_id)
+        if call is not None and call.state is not CallState.ENDED:
+            self._save(call)
+        self._trace(
+            call_session_id, TraceKind.ACTION, {"rule": rule, "action": "unhold", "result": result}
         )
         self._progressed()
 

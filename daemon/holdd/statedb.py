@@ -50,7 +50,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -89,7 +89,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             episode         INTEGER NOT NULL,
             talk_started_at REAL,
             state           TEXT    NOT NULL,
-            updated_at      REAL    NOT NULL
+            updated_at      REAL    NOT NULL,
+            fields          TEXT    NOT NULL DEFAULT '{}'
         )
         """,
         """
@@ -151,6 +152,8 @@ class CallRecord:
     talk_started_at: float | None
     state: CallState
     updated_at: float
+    #: The notification variables seen for the call (rules match on them).
+    fields: Mapping[str, str | int | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,29 +333,31 @@ class StateDb:
         """Insert or replace what is kept about one call."""
         self._write(
             "save_call",
-            "INSERT INTO calls (call_session_id, episode, talk_started_at, state, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO calls"
+            " (call_session_id, episode, talk_started_at, state, updated_at, fields)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (call_session_id) DO UPDATE SET episode = excluded.episode,"
             " talk_started_at = excluded.talk_started_at, state = excluded.state,"
-            " updated_at = excluded.updated_at",
+            " updated_at = excluded.updated_at, fields = excluded.fields",
             (
                 record.call_session_id,
                 record.episode,
                 record.talk_started_at,
                 record.state.value,
                 record.updated_at,
+                _json(record.fields),
             ),
         )
 
     def load_calls(self) -> list[CallRecord]:
         rows = self._read(
-            "SELECT call_session_id, episode, talk_started_at, state, updated_at FROM calls"
-            " ORDER BY call_session_id",
+            "SELECT call_session_id, episode, talk_started_at, state, updated_at, fields"
+            " FROM calls ORDER BY call_session_id",
             (),
         )
         return [
-            CallRecord(csid, episode, started, CallState(state), updated)
-            for csid, episode, started, state, updated in rows
+            CallRecord(csid, episode, started, CallState(state), updated, orjson.loads(fields))
+            for csid, episode, started, state, updated, fields in rows
         ]
 
     def delete_call(self, call_session_id: int) -> bool:

@@ -290,7 +290,8 @@ async def test_a_refused_connection_is_retried_without_a_check(
     outcome = await harness.hold(decision(23465781))
 
     assert (outcome.result, outcome.attempts) == ("failed", 0)
-    assert client.stats.not_sent[("hold.call", "connect")] == 4
+    # Retried until the deadline: how many attempts fit depends on the machine.
+    assert client.stats.not_sent[("hold.call", "connect")] >= 2
     assert harness.runner.stats.checks == 0
     assert {e["reason"] for e in captured.events("hold_retrying")} == {"connect"}
 

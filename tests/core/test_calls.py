@@ -80,3 +80,68 @@ def test_explicit_state_moves_the_call() -> None:
     assert kinds(table.apply(note(3, EventKind.OTHER, CallState.ENDED), now=3)) == [
         ChangeKind.ENDED
     ]
+
+
+def timed(csid: int, kind: EventKind, at: str) -> Notification:
+    return Notification(csid, kind, None, {"notification_time": f"2026-11-26 10:00:{at}"})
+
+
+def test_a_late_duplicate_talk_started_is_not_a_new_episode() -> None:
+    """Both transports, or a provider retry: the copy arrives after the finish."""
+    table = CallTable()
+    table.apply(timed(1, EventKind.TALK_STARTED, "00.000"), now=1)
+    table.held(1, now=2)
+    table.apply(timed(1, EventKind.TALK_FINISHED, "30.000"), now=3)
+    assert table.apply(timed(1, EventKind.TALK_STARTED, "00.000"), now=4) == []
+    assert table.apply(timed(1, EventKind.TALK_STARTED, "30.000"), now=5) == []
+    assert table.get(1).episode == 1  # type: ignore[union-attr]
+    # A talk that really starts after the finish is a new episode.
+    changes = table.apply(timed(1, EventKind.TALK_STARTED, "31.500"), now=6)
+    assert kinds(changes) == [ChangeKind.TALK_ENTERED]
+    assert changes[0].call.episode == 2
+
+
+class Listed:
+    def __init__(self, csid: int, state: CallState, **fields: str) -> None:
+        self.call_session_id = csid
+        self.state = state
+        self.fields = fields
+
+
+def test_reconcile_adds_talking_calls_and_ends_missing_ones() -> None:
+    table = CallTable()
+    table.apply(note(1, EventKind.TALK_STARTED), now=1)
+    table.apply(note(2, EventKind.CALL_STARTED), now=1)
+    changes = table.reconcile(
+        [Listed(3, CallState.TALK, direction="in"), Listed(2, CallState.HOLD)], taken_at=5, now=6
+    )
+    assert sorted((c.call.call_session_id, c.kind, c.source) for c in changes) == [
+        (1, ChangeKind.ENDED, "resync"),
+        (3, ChangeKind.TALK_ENTERED, "resync"),
+    ]
+    assert table.get(3).fields["direction"] == "in"  # type: ignore[union-attr]
+    assert table.get(2).state is CallState.HOLD  # type: ignore[union-attr]
+
+
+def test_reconcile_never_ends_a_call_heard_of_after_the_listing_was_asked_for() -> None:
+    """The race: list.calls is in flight while a notification starts a call."""
+    table = CallTable()
+    table.apply(note(1, EventKind.TALK_STARTED), now=10)  # after taken_at=5
+    table.apply(note(2, EventKind.TALK_STARTED), now=4)  # before it
+    changes = table.reconcile([], taken_at=5, now=11)
+    assert [(c.call.call_session_id, c.kind) for c in changes] == [(2, ChangeKind.ENDED)]
+    assert table.get(1).state is CallState.TALK  # type: ignore[union-attr]
+
+
+def test_a_call_a_lagging_listing_ended_comes_back() -> None:
+    table = CallTable()
+    table.apply(note(1, EventKind.CALL_STARTED), now=1)
+    assert kinds(table.reconcile([], taken_at=2, now=3)) == [ChangeKind.ENDED]
+    # The next listing has it in Talk: alive after all, and a Talk episode.
+    changes = table.reconcile([Listed(1, CallState.TALK)], taken_at=4, now=5)
+    assert kinds(changes) == [ChangeKind.TALK_ENTERED]
+    # A notification may revive it too; one ended by a notification stays ended.
+    table.apply(note(2, EventKind.CALL_FINISHED), now=6)
+    listed = [Listed(1, CallState.TALK), Listed(2, CallState.TALK)]
+    assert table.reconcile(listed, taken_at=7, now=8) == []
+    assert table.get(2).state is CallState.ENDED  # type: ignore[union-attr]

@@ -3,6 +3,7 @@ template, over real sockets; both transports feed the same pipeline."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -127,3 +128,32 @@ async def test_oversized_body_is_refused(sim: Simulator, tmp_path: Path) -> None
         async with aiohttp.ClientSession() as session, session.post(url(daemon), data=body) as resp:
             assert resp.status == 413
     assert held(sim, int(note["call_session_id"])) == 0  # type: ignore[call-overload]
+
+
+async def test_a_body_split_across_tcp_segments_is_read_whole(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    config = config_text(callapi_url=sim.callapi_url, token=TOKEN, extra=WEBHOOK)
+    async with running_daemon(tmp_path, config) as (daemon, _capture):
+        await started(daemon)
+        note = await talking_call(sim, "79260000035")
+        body = orjson.dumps({**note, "secret": SECRET})
+        assert daemon.webhook_address is not None
+        host, port = daemon.webhook_address
+        reader, writer = await asyncio.open_connection(host, port)
+        head = (
+            f"POST /uis/notify HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        writer.write(head + body[: len(body) // 2])
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the gap between the segments is the point
+        writer.write(body[len(body) // 2 :])
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        assert status_line.startswith(b"HTTP/1.1 202"), status_line
+        csid = int(note["call_session_id"])  # type: ignore[call-overload]
+        await daemon.wait_for(lambda: csid in daemon.outcomes)
+    assert held(sim, csid) == 1

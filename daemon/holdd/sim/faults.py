@@ -184,11 +184,18 @@ class RpcFaults:
         self._arm(_Armed("delay", n, method, after_apply=after_apply, seconds=seconds))
 
     def drop_connection(
-        self, n: int = 1, after_apply: bool = False, *, method: str | None = None
+        self,
+        n: int = 1,
+        after_apply: bool = False,
+        *,
+        method: str | None = None,
+        hang: float = 0.0,
     ) -> None:
         """The next `n` requests get no answer: the connection is closed, after
-        applying the request if `after_apply`."""
-        self._arm(_Armed("drop", n, method, after_apply=after_apply))
+        applying the request if `after_apply`, and after hanging for `hang`
+        seconds (a request still in flight when the client dies; `clear()`
+        ends the hang early)."""
+        self._arm(_Armed("drop", n, method, after_apply=after_apply, seconds=hang))
 
     def clear(self) -> None:
         """Disarm every fault and answer delayed requests now."""
@@ -317,6 +324,8 @@ class RpcFaults:
                     record.what = f"dropped_{stage}"
                     if fault.after_apply:
                         await handle(body)
+                    if fault.seconds:
+                        await self._pause(fault.seconds)
                     if request.transport is not None:
                         request.transport.close()
                     # Never delivered: the transport is gone.
