@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import sqlite3
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -256,3 +257,35 @@ async def test_sigkill_with_a_hold_in_flight_resolves_the_claim_before_sending(
     assert (resolved["call_session_id"], resolved["result"]) == (csid, "held")
     assert sim.account.call(csid).hold_count == 1
     assert len(holds(sim, csid)) == 1
+
+
+async def test_the_ledger_alone_refuses_a_second_hold(sim: Simulator, tmp_path: Path) -> None:
+    """The last line of defence: the daemon has forgotten the call (its row
+    is gone), the API shows it in Talk again, the rules match again - and the
+    fired-once claim in the state database still refuses a second hold."""
+    path = config(sim, tmp_path)
+    first = DaemonProcess(path)
+    await first.start()
+    try:
+        await ready(first, sim)
+        csid = await sim.start_call(direction="in", contact_phone_number="79260000111")
+        await sim.answer(csid)
+        await first.wait_event(lambda e: e["event"] == "hold_sent")
+    finally:
+        assert await first.stop() == 0
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("DELETE FROM calls")
+    sim.account.handle(
+        f'{{"jsonrpc":"2.0","id":1,"method":"unhold.call","params":{{"access_token":"{TOKEN}",'
+        f'"call_session_id":{csid}}}}}'.encode(),
+        time.time(),
+    )
+    second = DaemonProcess(path)
+    await second.start()
+    try:
+        await ready(second, sim)
+        skipped = await second.wait_event(lambda e: e["event"] == "hold_skipped")
+    finally:
+        assert await second.stop() == 0
+    assert (skipped["call_session_id"], skipped["reason"]) == (csid, "already_claimed")
+    assert sim.account.call(csid).hold_count == 1
