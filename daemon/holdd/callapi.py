@@ -53,6 +53,7 @@ import structlog
 from holdd.auth import PermanentKey, SessionKey, SessionKeys, TokenSource
 from holdd.config import LoginPassword, Secret
 from holdd.errors import HolddError
+from holdd.events import as_int
 from holdd.rules.model import ContactMessage
 from holdd.states import LEG_STATES, CallState
 
@@ -568,11 +569,11 @@ class Leg:
         text = text if isinstance(text, str) else ""
         name = raw.get("employee_full_name")
         return cls(
-            leg_id=_as_int(raw.get("leg_id")),
+            leg_id=as_int(raw.get("leg_id")),
             state_text=text,
             state=LEG_STATES.get(text.strip().casefold()),
             is_operator=raw.get("is_operator") is True,
-            employee_id=_as_int(raw.get("employee_id")),
+            employee_id=as_int(raw.get("employee_id")),
             employee_full_name=name if isinstance(name, str) else None,
         )
 
@@ -649,7 +650,7 @@ class ActiveCall:
         """One `result.data[]` item; None when it has no usable `call_session_id`."""
         if not isinstance(raw, dict):
             return None
-        call_session_id = _as_int(raw.get("call_session_id"))
+        call_session_id = as_int(raw.get("call_session_id"))
         if call_session_id is None:
             return None
         legs_raw = raw.get("legs")
@@ -669,19 +670,6 @@ class ActiveCall:
             external_id=_as_str(raw.get("external_id")),
             legs=legs,
         )
-
-
-def _as_int(value: object) -> int | None:
-    """A JSON number (or a string of digits) that is a whole number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 def _as_str(value: object) -> str | None:

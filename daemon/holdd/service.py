@@ -48,7 +48,6 @@ from holdd.rules.driver import (
 from holdd.rules.patterns import digits
 from holdd.statedb import CallRecord, StateDb, StateDbError, TraceKind
 from holdd.statedb import Timer as StoredTimer
-from holdd.statedb import TimerKind as StoredTimerKind
 from holdd.states import CallState
 from holdd.throttle import Throttle
 from holdd.webhook import MAX_BODY, WebhookReceiver
@@ -653,7 +652,7 @@ class Daemon:
         if self.state is not None:
             self.state.add_timer(
                 StoredTimer(
-                    StoredTimerKind(timer.kind.value),
+                    timer.kind,
                     timer.call_session_id,
                     timer.rule,
                     timer.due_at,
@@ -667,9 +666,7 @@ class Daemon:
 
     def _forget_stored(self, timer: Timer) -> None:
         if self.state is not None:
-            self.state.remove_timer(
-                StoredTimerKind(timer.kind.value), timer.call_session_id, timer.rule
-            )
+            self.state.remove_timer(timer.kind, timer.call_session_id, timer.rule)
 
     async def _timer_loop(self) -> None:
         """Fire the driver's timers (`after`, `unhold_after`) when they come due.
@@ -714,7 +711,7 @@ class Daemon:
                 state.remove_timer(stored.kind, stored.call_session_id, stored.rule)
                 continue
             timer = Timer(
-                TimerKind(stored.kind.value),
+                stored.kind,
                 stored.call_session_id,
                 stored.rule,
                 stored.due_at,

@@ -60,6 +60,9 @@ import orjson
 
 from holdd.errors import HolddError
 from holdd.ledger import Claim
+
+# One vocabulary for timers: the rule driver's (core) is the one stored.
+from holdd.rules.driver import TimerKind
 from holdd.states import CallState
 
 #: The schema this holdd writes. Bump it and append a migration to change it.
@@ -128,13 +131,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 class StateDbError(HolddError):
     """The state database cannot be opened or written."""
-
-
-class TimerKind(StrEnum):
-    #: Fire a rule once the call has been in TALK for the rule's `after`.
-    AFTER = "after"
-    #: Send unhold.call once the call has been on hold for `unhold_after`.
-    UNHOLD = "unhold"
 
 
 class TraceKind(StrEnum):

@@ -235,17 +235,7 @@ class Simulator:
         """Hand every notification, in order, to every connected client."""
         if not notifications:
             return
-        messages = [orjson.dumps(note).decode() for note in notifications]
-        async with self._send_lock:
-            for ws in list(self._clients):
-                for message in messages:
-                    if ws.closed:
-                        break
-                    try:
-                        await ws.send_str(message)
-                    except ConnectionError:
-                        # The client went away mid-send; its handler forgets it.
-                        break
+        await self.send_raw(*(orjson.dumps(note).decode() for note in notifications))
 
     # -- control, in process ------------------------------------------------
 
@@ -344,6 +334,7 @@ class Simulator:
                         else:
                             await ws.send_str(message)
                     except ConnectionError:
+                        # The client went away mid-send; its handler forgets it.
                         break
 
     async def send_notifications(self, *notifications: Notification) -> None:
