@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/holdd demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check daemon tests bench
-	$(BIN)/ruff format --check daemon tests bench
+	$(BIN)/ruff check daemon tests bench fuzz
+	$(BIN)/ruff format --check daemon tests bench fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict daemon/holdd
@@ -38,6 +38,11 @@ test: lint typecheck unit ruletests
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Coverage-guided fuzzing of the notification parser (not part of make test).
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet atheris || echo "atheris not installable: fuzz/fuzz_events.py falls back to random mutation"
+	$(BIN)/python fuzz/fuzz_events.py -atheris_runs=100000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,189 @@
+"""The core path without sockets: notifications in, decisions out (bench helper).
+
+Decode, call table, rule driver (the daemon's `handle` minus logging, metrics
+and the state database), each decision handed to a null sink, against the
+baseline of `orjson.loads` alone on the same messages.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from holdd.calls import CallTable
+from holdd.events import decode
+from holdd.rules import RuleEngine, load_rules
+from holdd.rules.driver import Agenda, Hold, RuleDriver
+
+#: The four notifications of one call, as the simulator (and UIS, section 8.3) sends them.
+CALL_NOTIFICATIONS = (
+    ("Входящий звонок на виртуальный номер", "call_started"),
+    ("Начало разговора", "talk_started"),
+    ("Окончание разговора", "talk_finished"),
+    ("Завершение звонка", "call_finished"),
+)
+
+
+def rule_file(directory: Path, count: int) -> Path:
+    """`count` rules that do not match the traffic, and one catch-all at the end.
+
+    A mix as operators write them: lines by exact number and glob, lines by
+    regex, callers by exact number and regex, and every 50th rule a regex with
+    no literal prefix (which no index can narrow down, so it is tried on
+    every call).
+    """
+    parts = []
+    for i in range(count - 1):
+        if i % 50 == 49:
+            match = f'virtual_phone_number = "re:\\\\d+{i:04d}99$"'
+        elif i % 3 == 0:
+            match = f'virtual_phone_number = ["7495{i:07d}", "7812{i:03d}*"]'
+        elif i % 3 == 1:
+            match = f'virtual_phone_number = ["7496{i:07d}", "re:^7813{i:03d}\\\\d{{4}}$"]'
+        else:
+            match = f'contact_phone_number = ["7903{i:07d}", "re:^7904{i:03d}\\\\d{{4}}$"]'
+        parts.append(
+            f'[[rule]]\nname = "r{i}"\npriority = {i % 7}\n[rule.match]\ndirection = "in"\n'
+            f'{match}\n[rule.hold]\nmedia = "{1000 + i}"\n'
+        )
+    parts.append('[[rule]]\nname = "last"\n[rule.hold]\nmedia = "2034"\n')
+    path = directory / f"rules-{count}.toml"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def engine_with(directory: Path, count: int) -> RuleEngine:
+    return RuleEngine(load_rules([rule_file(directory, count)]))
+
+
+def call_fields(i: int) -> dict[str, object]:
+    """The variables of call number `i`, shaped like the simulator's notifications."""
+    return {
+        "call_session_id": 10_000_000 + i,
+        "direction": "in",
+        "virtual_phone_number": "74993720692",
+        "contact_phone_number": f"7926{i % 10_000_000:07d}",
+        "contact_full_name": None,
+        "employee_id": 25,
+        "employee_full_name": "Анна Смирнова",
+        "call_source": "va",
+        "scenario_name": "Основной",
+        "external_id": None,
+    }
+
+
+def messages(n: int) -> list[bytes]:
+    """A realistic stream: each call starts, talks and finishes (4 messages)."""
+    out = []
+    for i in range(n // 4):
+        base = call_fields(i)
+        for name, mnemonic in CALL_NOTIFICATIONS:
+            note = {
+                "notification_name": name,
+                "notification_mnemonic": mnemonic,
+                "notification_time": "2026-11-26 10:00:00.000",
+                **base,
+            }
+            if mnemonic.startswith("talk"):
+                note["leg_ids"] = [500_000 + 2 * i, 500_001 + 2 * i]
+            out.append(orjson.dumps(note))
+    return out
+
+
+def timed(fn: Callable[[], int]) -> tuple[float, int]:
+    """(seconds, count) of one run of `fn`."""
+    start = time.perf_counter()
+    count = fn()
+    return time.perf_counter() - start, count
+
+
+def baseline(msgs: list[bytes]) -> Callable[[], int]:
+    def run() -> int:
+        n = 0
+        for m in msgs:
+            orjson.loads(m)
+            n += 1
+        return n
+
+    return run
+
+
+def core_path(msgs: list[bytes], engine: RuleEngine) -> Callable[[], int]:
+    """What the daemon does with each message, without I/O: every decision to a sink."""
+
+    def run() -> int:
+        table = CallTable(ended_ttl=60)
+        driver = RuleDriver(engine, Agenda())
+        sink: list[object] = []
+        decisions = 0
+        now = 0.0
+        for m in msgs:
+            now += 0.0001
+            for n in decode(m).notifications:
+                for change in table.apply(n, now):
+                    for effect in driver.on_change(change, now):
+                        if isinstance(effect, Hold):
+                            sink.append(effect.decision)
+            if len(sink) > 1000:
+                decisions += len(sink)
+                sink.clear()
+            if len(table) > 5000:
+                table.sweep(now)
+        decisions += len(sink)
+        # Every call matches the catch-all rule once, and every call ended.
+        assert decisions == len(msgs) // 4, decisions
+        assert not driver.agenda.timers
+        return len(msgs)
+
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class Hotspot:
+    function: str
+    own: float
+    cumulative: float
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    #: Seconds of own time of every function (the whole run).
+    total: float
+    spots: list[Hotspot]
+
+    def top(self, n: int) -> list[Hotspot]:
+        """The `n` functions with the most own time."""
+        return sorted(self.spots, key=lambda h: h.own, reverse=True)[:n]
+
+    def find(self, file: str, name: str) -> Hotspot | None:
+        """The function `name` of `file` (the most expensive, if several)."""
+        found = [
+            h
+            for h in self.spots
+            if h.function.startswith(f"{file}:") and h.function.endswith(f"({name})")
+        ]
+        return max(found, key=lambda h: h.cumulative, default=None)
+
+
+def profile(fn: Callable[[], object]) -> Profile:
+    """cProfile one run of `fn`."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        fn()
+    finally:
+        profiler.disable()
+    # pstats keeps (file, line, name) -> (primitive calls, calls, own, cumulative, callers).
+    raw = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    spots = []
+    for (file, line, name), (_prim, calls, own, cumulative, _callers) in raw.items():
+        where = f"{Path(file).name}:{line}({name})" if line else name
+        spots.append(Hotspot(where, own, cumulative, calls))
+    return Profile(sum(h.own for h in spots), spots)
