@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+#: One part, "1h" or "30m"; parts may stand apart ("1h 30m"), a number and
+#: its unit may not ("1 5s" is refused, not read as 15 s).
+_PART = re.compile(r"\s*(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+#: The longest duration holdd accepts: ten years. Anything longer is a typo,
+#: and a timer that far out overflows the clocks it is added to.
+MAX_SECONDS = 10 * 365 * 86400.0
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -14,7 +19,7 @@ def parse_duration(text: str) -> float:
     Units must be given ("30" alone is refused: seconds or minutes is exactly
     the kind of guess an operator should not have to make).
     """
-    s = text.strip().replace(" ", "")
+    s = text.strip()
     if not s:
         raise ValueError("empty duration (write e.g. '500ms', '15s', '2m', '1h30m')")
     pos = 0
@@ -26,6 +31,8 @@ def parse_duration(text: str) -> float:
         pos = m.end()
     if pos != len(s):
         raise ValueError(f"bad duration {text!r} (write e.g. '500ms', '15s', '2m', '1h30m')")
+    if not total <= MAX_SECONDS:  # also catches inf
+        raise ValueError(f"duration {text!r} is longer than ten years")
     return total
 
 

@@ -37,7 +37,13 @@ class Problem:
         where = f"{self.path}:{self.line}:" if self.line else f"{self.path}:"
         rule = f' rule "{self.rule}":' if self.rule else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{where}{rule} {self.what}{hint}"
+        # One problem, one line: control characters from a file are shown
+        # escaped, so a rule name cannot split or forge a line.
+        return _printable(f"{where}{rule} {self.what}{hint}")
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigError(HolddError):

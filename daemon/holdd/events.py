@@ -258,15 +258,19 @@ def as_int(value: object) -> int | None:
     """A whole number from an int, a whole float or a string of digits."""
     if isinstance(value, bool):
         return None
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        number = int(value)
+    elif isinstance(value, str):
         text = value.strip()
         if text.isascii() and text.isdigit() and len(text) <= 19:
-            return int(text)
-    return None
+            number = int(text)
+    # Ids travel as signed 64-bit integers (SQLite, JSON); anything wider is bad input.
+    if number is None or not -(2**63) <= number < 2**63:
+        return None
+    return number
 
 
 def _unwrap(item: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import structlog
@@ -85,6 +86,8 @@ class Daemon:
         self._timers_changed = asyncio.Event()
         #: Set after the first successful resync (timers wait for it).
         self._resynced = asyncio.Event()
+        #: Calls put back from the state database, until the first resync.
+        self._restored: set[int] = set()
         self.names = event_names(settings.events)
         self._given_ledger = ledger
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
@@ -349,19 +352,31 @@ class Daemon:
             if isinstance(raw, bytes):
                 self._drop(Rejection(RejectReason.BINARY_FRAME, f"{len(raw)} bytes"), "websocket")
             else:
-                self.handle(raw, source="websocket")
+                self._guarded(self.handle, raw, "websocket")
             self._progressed()
+
+    def _guarded(self, handle: Callable[[Any, str], None], payload: Any, source: str) -> None:
+        """One message that trips a bug is logged and counted; the stream goes on."""
+        try:
+            handle(payload, source)
+        except Exception:
+            self.dropped["internal_error"] = self.dropped.get("internal_error", 0) + 1
+            self.metrics.notification("unknown", dropped_reason="internal_error")
+            self.log.exception("notification_failed", source=source)
+
+    def _handle_parsed(self, payload: object, source: str) -> None:
+        if isinstance(payload, str):
+            self.handle(payload, source=source)
+            return
+        decoded = Decoded()
+        decode_value(payload, self.names, decoded)
+        self._apply(decoded, source)
 
     async def _consume_queue(self, queue: asyncio.Queue[tuple[str, object]]) -> None:
         """Webhook payloads, already parsed, through the same pipeline."""
         while True:
             source, payload = await queue.get()
-            if isinstance(payload, str):
-                self.handle(payload, source=source)
-            else:
-                decoded = Decoded()
-                decode_value(payload, self.names, decoded)
-                self._apply(decoded, source)
+            self._guarded(self._handle_parsed, payload, source)
             self._progressed()
 
     async def _serve_webhook(self, queue: asyncio.Queue[tuple[str, object]]) -> None:
@@ -419,7 +434,8 @@ class Daemon:
             for change in changes:
                 self._on_change(change)
             entered = {c.call.call_session_id for c in changes if c.kind is ChangeKind.TALK_ENTERED}
-            for call in recheck:
+            recheck += self._orphans(entered)
+            for call in {c.call_session_id: c for c in recheck}.values():
                 if call.call_session_id not in entered and call.state is CallState.TALK:
                     # Still in the Talk episode the crash interrupted: the
                     # rules act on it again (its claim was released).
@@ -474,6 +490,24 @@ class Daemon:
         self._unresolved = []
         return recheck
 
+    def _orphans(self, entered: set[int]) -> list[Call]:
+        """Calls restored in Talk that nothing will act on: no pending timer,
+        no claim. A crash between entering Talk and claiming a hold leaves
+        them so; the rules run on them once more (the ledger still refuses a
+        second hold of any rule that did act)."""
+        restored, self._restored = self._restored, set()
+        if self.state is None:
+            return []
+        timed = {timer.call_session_id for timer in self.driver.agenda.timers.values()}
+        out = []
+        for csid in restored - entered - timed:
+            call = self.table.get(csid)
+            if call is None or call.state is not CallState.TALK:
+                continue
+            if not any(c.action == "hold" for c in self.state.claims(csid)):
+                out.append(call)
+        return out
+
     def _recommit(self, call: Call, claim: Claim, now: float) -> None:
         """A hold a crash interrupted took: what follows a hold follows it too."""
         rule = self.engine.rules.by_name().get(claim.rule)
@@ -503,6 +537,10 @@ class Daemon:
         while True:
             await asyncio.sleep(self.sweep_every)
             swept = self.table.sweep(self.clock())
+            # What the demo and the tests read of a call goes with the call.
+            for kept in (self.evaluations, self.outcomes):
+                for csid in [c for c in kept if self.table.get(c) is None]:
+                    del kept[csid]
             if swept:
                 self.log.debug("calls_swept", count=swept, remaining=len(self.table))
 
@@ -693,6 +731,7 @@ class Daemon:
         """After a restart: calls in Talk and their pending timers, as they were."""
         now = self.clock()
         calls = {r.call_session_id: r for r in state.load_calls()}
+        self._restored = set(calls)
         for record in calls.values():
             self.table.restore(
                 record.call_session_id,

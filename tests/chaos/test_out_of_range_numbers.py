@@ -21,12 +21,6 @@ from holdd.sim.server import Simulator
 TALK = '{"notification_name": "Начало разговора", "direction": "in", '
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug (issue #7 report): a call_session_id or employee_id beyond 64 bits is"
-    " accepted by events.decode, then SQLite or orjson raise (OverflowError / TypeError) in"
-    " the consume task and the daemon exits 1",
-)
 @pytest.mark.parametrize(
     "message",
     [

@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from chaos.support import AFTER, RULES, config_text
 from conftest import TOKEN
 from holdd.rules.driver import TimerKind
@@ -93,12 +91,6 @@ async def test_a_restored_after_timer_fires_on_the_call_as_listed(
     assert daemon.outcomes[csid].rule == "sales-after"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug (issue #7 report): a call restored in TALK with neither a claim nor"
-    " a timer (killed between saving the call and claiming its hold, or between releasing"
-    " a claim and claiming again) is never evaluated: the first resync sees no change",
-)
 async def test_a_call_restored_in_talk_without_a_claim_is_held(
     sim: Simulator, tmp_path: Path
 ) -> None:

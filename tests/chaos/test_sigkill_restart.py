@@ -118,13 +118,6 @@ def test_sigkill_never_holds_a_call_twice_or_wrongly(run: Run) -> None:
     assert len(held) >= run.in_flight_at_kill
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug (issue #7 report): a call restored from the state database in TALK"
-    " with neither a claim nor a timer is never evaluated again (a kill between saving"
-    " the call and claiming its hold, or between releasing a claim and claiming it"
-    " again); see test_restart_recovery",
-)
 def test_sigkill_holds_every_call_that_should_be(run: Run) -> None:
     v = run.verdict
     print(f"held exactly once: {v.held_once} of {v.should_hold}; missed: {len(v.missed)}")

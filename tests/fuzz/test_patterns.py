@@ -221,12 +221,6 @@ def test_the_index_never_hides_the_rule_that_should_act(
 # -- crashes found while writing the above ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug (issue #7 report): some regexes make re.compile raise OverflowError"
-    " or RecursionError, which the pattern compiler lets through, so `holdd check`"
-    " (and a SIGHUP reload) dies with a traceback instead of reporting the rule",
-)
 @pytest.mark.parametrize(
     "text",
     ["re:7{4294967296}", "re:" + "(" * 2000 + ")" * 2000],

@@ -303,11 +303,6 @@ def test_check_never_crashes_on_arbitrary_text(rules: list[str]) -> None:
     check_files(rules, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug (issue #7 report): `holdd check` prints a rule name's control"
-    " characters raw, so one problem can span several lines (or forge one)",
-)
 def test_each_problem_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "holdd.toml"
     config.write_text(CONFIG, encoding="utf-8")

@@ -65,7 +65,7 @@ def number_pattern(text: str) -> NumberPattern:
         source = text[3:]
         try:
             regex = re.compile(source)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
             raise PatternError(
                 f"regular expression {source!r} does not compile: {exc}",
                 "the part after re: is a Python regular expression over the digits",
@@ -170,7 +170,7 @@ def text_set(texts: Iterable[str]) -> TextSet:
         if text.startswith("re:"):
             try:
                 regexes.append(re.compile(text[3:], re.IGNORECASE))
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:
                 raise PatternError(
                     f"regular expression {text[3:]!r} does not compile: {exc}"
                 ) from None
