@@ -44,7 +44,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_problems(err)
         return EX_CONFIG
     logs.configure(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets)
-    return asyncio.run(Daemon(settings, rules).run())
+    try:
+        return asyncio.run(Daemon(settings, rules).run())
+    except Exception:
+        # Whatever escapes is a bug: one JSON line with the traceback, not
+        # Python's text on stderr.
+        structlog.get_logger("holdd").exception("holdd_crashed")
+        return 1
 
 
 def cmd_check(args: argparse.Namespace) -> int:

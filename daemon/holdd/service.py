@@ -226,7 +226,19 @@ class Daemon:
                 host=http_host,
                 port=http_port,
             )
-            await self.http.start()
+            try:
+                await self.http.start()
+            except OSError as exc:
+                # Usually the port is taken: a restart would only hit it again.
+                self.log.error(
+                    "http_listen_failed",
+                    host=http_host,
+                    port=http_port,
+                    error=str(exc),
+                    hint="another process listens there: change [http] listen",
+                )
+                self.http = None
+                return EX_CONFIG
             self.log.info("http_listening", host=http_host, port=self.http.port)
             async with aiohttp.ClientSession(connector=connector) as session:
                 api = CallApiClient(

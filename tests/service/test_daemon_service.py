@@ -289,3 +289,25 @@ async def test_the_ledger_alone_refuses_a_second_hold(sim: Simulator, tmp_path: 
         assert await second.stop() == 0
     assert (skipped["call_session_id"], skipped["reason"]) == (csid, "already_claimed")
     assert sim.account.call(csid).hold_count == 1
+
+
+async def test_a_taken_http_port_is_one_json_line_and_exit_78(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Seen under systemd: a port already in use must not crash-loop with a
+    raw traceback; one error line says what to change."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = config(sim, tmp_path)
+        path.write_text(
+            path.read_text().replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"')
+        )
+        daemon = DaemonProcess(path)
+        await daemon.start()
+        code = await daemon.stop(sig=0)
+    assert code == 78
+    failed = [e for e in daemon.events() if e["event"] == "http_listen_failed"]
+    assert failed and failed[0]["port"] == port and "[http] listen" in failed[0]["hint"]
+    assert daemon.stderr == b""
