@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit ruletests bench fuzz clean
+.PHONY: demo test lint typecheck unit ruletests bench fuzz systemd-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/holdd demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check daemon tests bench fuzz
-	$(BIN)/ruff format --check daemon tests bench fuzz
+	$(BIN)/ruff check daemon tests bench fuzz systemd
+	$(BIN)/ruff format --check daemon tests bench fuzz systemd
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict daemon/holdd
@@ -43,6 +43,12 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python -m pip install --quiet atheris || echo "atheris not installable: fuzz/fuzz_events.py falls back to random mutation"
 	$(BIN)/python fuzz/fuzz_events.py -atheris_runs=100000
+
+# holdd.service as written, under a real systemd (root, systemd-nspawn; not in CI).
+systemd-check:
+	test -x /opt/holdd/venv/bin/holdd || { python3 -m venv /opt/holdd/venv && /opt/holdd/venv/bin/pip install --quiet .; }
+	mountpoint -q /run/systemd/nspawn || { mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn; }
+	/opt/holdd/venv/bin/python systemd/check/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
