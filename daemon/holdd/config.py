@@ -85,7 +85,11 @@ class _Notify(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _Webhook(msgspec.Struct, forbid_unknown_fields=True):
-    secret: str
+    #: The shared secret inline, or in a file; when neither is set,
+    #: `$CREDENTIALS_DIRECTORY/webhook_secret` (systemd `LoadCredential=`), so
+    #: the secret need not sit in a config file the service user can read.
+    secret: str | None = None
+    secret_file: str | None = None
     listen: str = "127.0.0.1:8081"
     path: str = "/uis/notify"
 
@@ -219,9 +223,12 @@ def load_settings(
     resync_interval = _duration(notify.resync_interval, ("notify", "resync_interval"), problem)
     idle_timeout = _duration(notify.idle_timeout, ("notify", "idle_timeout"), problem)
     webhook_listen: tuple[str, int] | None = None
+    webhook_secret = ""
     if raw.webhook is not None:
         webhook_listen = _host_port(raw.webhook.listen, ("webhook", "listen"), problem)
-        if len(raw.webhook.secret) < 16:
+        found = _webhook_secret(raw.webhook, base, env, problem, read_secrets)
+        webhook_secret = found or ""
+        if found is not None and len(found) < 16:
             problem(
                 ("webhook", "secret"),
                 "secret is shorter than 16 characters",
@@ -251,7 +258,6 @@ def load_settings(
     retention = _duration(raw.state.retention, ("state", "retention"), problem)
     if problems:
         raise ConfigError(problems)
-    webhook_secret = raw.webhook.secret if raw.webhook is not None else ""
     # The login.user password is a secret like the key (section 2).
     password = login.password.reveal() if login is not None else ""
     secrets = tuple(
@@ -333,6 +339,36 @@ def _login(
         if not value:
             problem(("callapi", "password_file"), f"password file {candidate} is empty")
     return LoginPassword(api.login.strip(), Secret(value))
+
+
+def _webhook_secret(
+    hook: _Webhook, base: Path, env: dict[str, str], problem: _ProblemFn, read: bool
+) -> str | None:
+    """The webhook's shared secret: inline, from a file, or the systemd credential;
+    None when there is none to check (a problem says why, or it was not read)."""
+    if hook.secret is not None and hook.secret_file is not None:
+        problem(("webhook", "secret_file"), "give only one of secret and secret_file")
+    if hook.secret is not None:
+        return hook.secret
+    if hook.secret_file is not None:
+        candidate = base / hook.secret_file
+    elif env.get("CREDENTIALS_DIRECTORY"):
+        candidate = Path(env["CREDENTIALS_DIRECTORY"]) / "webhook_secret"
+    else:
+        if read:
+            problem(
+                ("webhook",),
+                "the webhook needs a shared secret",
+                "set secret, secret_file, or LoadCredential=webhook_secret under systemd",
+            )
+        return None
+    if not read:
+        return None
+    try:
+        return candidate.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        problem(("webhook", "secret_file"), f"cannot read the webhook secret: {exc}")
+        return None
 
 
 def _token(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from holdd.config import load_settings
+from holdd.config import Secret, load_settings
 from holdd.durations import parse_duration
 from holdd.errors import ConfigError
 
@@ -79,3 +79,32 @@ def test_every_semantic_problem_at_once(tmp_path: Path) -> None:
     assert any("bad duration" in w for w in words)
     assert any("not ws(s)" in w for w in words)
     assert any("event kind 'dancing'" in w for w in words)
+
+
+def test_webhook_secret_inline_from_a_file_or_the_systemd_credential(tmp_path: Path) -> None:
+    inline = '\n[webhook]\nsecret = "0123456789abcdef0123"\n'
+    assert load_settings(setup(tmp_path, extra=inline)).webhook_secret == Secret(
+        "0123456789abcdef0123"
+    )
+    (tmp_path / "wh").write_text("from-a-file-0123456789\n")
+    s = load_settings(setup(tmp_path, extra='\n[webhook]\nsecret_file = "wh"\n'))
+    assert s.webhook_secret == Secret("from-a-file-0123456789")
+    assert "from-a-file-0123456789" in s.secrets  # so the log redacts it
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "webhook_secret").write_text("from-the-credential-42")
+    s = load_settings(
+        setup(tmp_path, extra="\n[webhook]\n"), environ={"CREDENTIALS_DIRECTORY": str(creds)}
+    )
+    assert s.webhook_secret == Secret("from-the-credential-42")
+
+
+def test_webhook_secret_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(setup(tmp_path, extra="\n[webhook]\n"), environ={})
+    assert [p.what for p in err.value.problems] == ["the webhook needs a shared secret"]
+    with pytest.raises(ConfigError) as err:
+        load_settings(setup(tmp_path, extra='\n[webhook]\nsecret = "short"\n'))
+    assert "shorter than 16 characters" in err.value.problems[0].what
+    # `holdd check` (read_secrets=False) does not read the credential.
+    load_settings(setup(tmp_path, extra="\n[webhook]\n"), environ={}, read_secrets=False)
