@@ -13,8 +13,39 @@ from typing import Any
 import orjson
 
 import holdd
+from holdd.sim.server import Simulator
+from holdd.sim.state import RecordedRequest
 
 PACKAGE_ROOT = str(Path(holdd.__file__).resolve().parents[1])
+
+#: Rules the service tests share: hold every 7926 caller at once ...
+VIP = """
+[[rule]]
+name = "vip"
+[rule.match]
+contact_phone_number = "7926*"
+[rule.hold]
+media = "2034"
+"""
+#: ... and every inbound call after 2 s of Talk.
+AFTER = """
+[[rule]]
+name = "pause"
+after = "2s"
+[rule.match]
+direction = "in"
+[rule.hold]
+media = "2034"
+"""
+
+
+def hold_requests(sim: Simulator, csid: int) -> list[RecordedRequest]:
+    """Every hold.call the simulated API received for call `csid`."""
+    return [
+        r
+        for r in sim.requests
+        if r.method == "hold.call" and r.params.get("call_session_id") == csid
+    ]
 
 
 def write_config(

@@ -135,18 +135,27 @@ def decode(raw: str | bytes, names: Mapping[str, EventKind] = DEFAULT_EVENT_NAME
         )
         return out
     try:
-        doc = orjson.loads(raw)
+        doc = load_json(raw)
     except orjson.JSONDecodeError as exc:
-        repaired = repair_template(raw)
-        try:
-            doc = orjson.loads(repaired) if repaired is not None else None
-        except orjson.JSONDecodeError:
-            repaired = None
-        if repaired is None:
-            out.rejections.append(Rejection(RejectReason.NOT_JSON, str(exc)[:200]))
-            return out
+        out.rejections.append(Rejection(RejectReason.NOT_JSON, str(exc)[:200]))
+        return out
     decode_value(doc, names, out)
     return out
+
+
+def load_json(raw: str | bytes) -> object:
+    """Parse JSON as UIS renders it: as it stands, else with the template
+    quirks undone (`repair_template`); raises the first JSONDecodeError."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        repaired = repair_template(raw)
+        if repaired is not None:
+            try:
+                return orjson.loads(repaired)
+            except orjson.JSONDecodeError:
+                pass
+        raise
 
 
 # A placeholder the event type did not have, left bare: `"employee_id":{{employee_id}}`.

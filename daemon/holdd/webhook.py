@@ -22,7 +22,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from holdd.events import repair_template
+from holdd.events import load_json
 
 #: The most a notification body may weigh; UIS's are a few hundred bytes.
 MAX_BODY = 64 * 1024
@@ -91,14 +91,8 @@ def _parse(body: bytes, content_type: str, query: Mapping[str, str]) -> object:
         if content_type == "application/x-www-form-urlencoded":
             return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         try:
-            return orjson.loads(body)
+            return load_json(body)
         except orjson.JSONDecodeError:
-            repaired = repair_template(body)
-            if repaired is not None:
-                try:
-                    return orjson.loads(repaired)
-                except orjson.JSONDecodeError:
-                    pass
             return body.decode("utf-8", "replace")
     return dict(query)
 

@@ -17,30 +17,13 @@ import pytest
 import pytest_asyncio
 
 from conftest import TOKEN
-from daemonproc import DaemonProcess, write_config
+from daemonproc import VIP, DaemonProcess, hold_requests, write_config
 from holdd.sim.server import Simulator
-
-RULES = """
-[[rule]]
-name = "vip"
-[rule.match]
-contact_phone_number = "7926*"
-[rule.hold]
-media = "2034"
-"""
-
-
-def holds(sim: Simulator, csid: int) -> list[object]:
-    return [
-        r
-        for r in sim.requests
-        if r.method == "hold.call" and r.params.get("call_session_id") == csid
-    ]
 
 
 def config(sim: Simulator, tmp_path: Path) -> Path:
     return write_config(
-        tmp_path, callapi_url=sim.callapi_url, notify_url=sim.notify_url, token=TOKEN, rules=RULES
+        tmp_path, callapi_url=sim.callapi_url, notify_url=sim.notify_url, token=TOKEN, rules=VIP
     )
 
 
@@ -93,7 +76,7 @@ async def test_restart_with_the_same_state_never_holds_twice(
         )
     finally:
         assert await second.stop() == 0
-    assert len(holds(sim, csid)) == 1
+    assert len(hold_requests(sim, csid)) == 1
     assert sim.account.call(csid).hold_count == 1
     second_log = second.events()
     assert not [e for e in second_log if e["event"] == "hold_sent" and e["call_session_id"] == csid]
@@ -256,7 +239,7 @@ async def test_sigkill_with_a_hold_in_flight_resolves_the_claim_before_sending(
         assert await second.stop() == 0
     assert (resolved["call_session_id"], resolved["result"]) == (csid, "held")
     assert sim.account.call(csid).hold_count == 1
-    assert len(holds(sim, csid)) == 1
+    assert len(hold_requests(sim, csid)) == 1
 
 
 async def test_the_ledger_alone_refuses_a_second_hold(sim: Simulator, tmp_path: Path) -> None:

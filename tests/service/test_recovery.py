@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from conftest import TOKEN
-from daemonproc import DaemonProcess, write_config
+from daemonproc import AFTER, VIP, DaemonProcess, hold_requests, write_config
 from holdd import logs
 from holdd.config import load_settings
 from holdd.rules import load_rules
@@ -19,32 +19,7 @@ from holdd.sim.server import Simulator
 from holdd.statedb import StateDb
 from inproc import config_text
 
-VIP = """
-[[rule]]
-name = "vip"
-[rule.match]
-contact_phone_number = "7926*"
-[rule.hold]
-media = "2034"
-"""
 UNHOLD = VIP + '\n[rule.then]\nunhold_after = "1s"\n'
-AFTER = """
-[[rule]]
-name = "pause"
-after = "2s"
-[rule.match]
-direction = "in"
-[rule.hold]
-media = "2034"
-"""
-
-
-def hold_requests(sim: Simulator, csid: int) -> list[float]:
-    return [
-        r.received_at
-        for r in sim.requests
-        if r.method == "hold.call" and r.params.get("call_session_id") == csid
-    ]
 
 
 async def started(daemon: DaemonProcess, sim: Simulator) -> None:
@@ -136,7 +111,8 @@ async def test_after_counts_from_the_real_talk_start_across_a_restart(
         await second.wait_event(lambda e: e["event"] == "hold_sent", within=30)
     finally:
         assert await second.stop() == 0
-    [held_at] = hold_requests(sim, csid)
+    [held] = hold_requests(sim, csid)
+    held_at = held.received_at
     assert held_at - talk_began >= 2.0
     restored = [e for e in second.events() if e["event"] == "state_restored"]
     assert restored and restored[0]["timers"] == 1

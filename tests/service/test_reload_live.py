@@ -9,35 +9,8 @@ import time
 from pathlib import Path
 
 from conftest import TOKEN
-from daemonproc import DaemonProcess, write_config
+from daemonproc import AFTER, VIP, DaemonProcess, hold_requests, write_config
 from holdd.sim.server import Simulator
-
-VIP = """
-[[rule]]
-name = "vip"
-[rule.match]
-contact_phone_number = "7926*"
-[rule.hold]
-media = "2034"
-"""
-
-AFTER = """
-[[rule]]
-name = "pause"
-after = "2s"
-[rule.match]
-direction = "in"
-[rule.hold]
-media = "2034"
-"""
-
-
-def hold_times(sim: Simulator, csid: int) -> list[float]:
-    return [
-        r.received_at
-        for r in sim.requests
-        if r.method == "hold.call" and r.params.get("call_session_id") == csid
-    ]
 
 
 async def test_a_broken_reload_keeps_the_previous_rules_acting(
@@ -113,8 +86,9 @@ async def test_after_holds_no_earlier_than_2s_and_a_sighup_does_not_reset_it(
         )
     finally:
         assert await daemon.stop() == 0
-    assert hold_times(sim, short) == []
-    [held_at] = hold_times(sim, csid)
+    assert hold_requests(sim, short) == []
+    [held] = hold_requests(sim, csid)
+    held_at = held.received_at
     assert reload_at - talk_began < 2.0  # the reload came while the rule was pending
     assert held_at - talk_began >= 2.0
     # Had the reload restarted the 2 s, the hold would come 2 s after it.
