@@ -16,10 +16,11 @@ from pathlib import Path
 
 import orjson
 
-from holdd.calls import CallTable
-from holdd.events import decode
-from holdd.rules import RuleEngine, load_rules
-from holdd.rules.driver import Agenda, Hold, RuleDriver
+from holdd.config.rulefiles import load_rules
+from holdd.core.calls import CallTable
+from holdd.core.events import decode
+from holdd.core.rules import RuleEngine
+from holdd.core.rules.driver import Agenda, Hold, RuleDriver
 
 #: The four notifications of one call, as the simulator (and UIS, section 8.3) sends them.
 CALL_NOTIFICATIONS = (

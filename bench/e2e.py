@@ -36,11 +36,11 @@ import orjson
 from aiohttp import web
 
 from corepath import rule_file
-from holdd import logs
-from holdd.config import load_settings
-from holdd.ledger import MemoryLedger
-from holdd.rules import load_rules
-from holdd.service import Daemon
+from holdd.config.rulefiles import load_rules
+from holdd.config.settings import load_settings
+from holdd.core.ledger import MemoryLedger
+from holdd.io import logs
+from holdd.io.daemon import Daemon
 from holdd.sim.faults import Handler, RpcFaults
 from holdd.sim.server import Simulator
 from relay import relay

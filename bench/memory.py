@@ -19,9 +19,9 @@ from pathlib import Path
 import orjson
 
 from corepath import call_fields
-from holdd.calls import CallTable
-from holdd.events import decode
-from holdd.states import CallState
+from holdd.core.calls import CallTable
+from holdd.core.events import decode
+from holdd.core.states import CallState
 
 
 @dataclass(frozen=True, slots=True)

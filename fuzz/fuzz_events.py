@@ -1,4 +1,4 @@
-"""Coverage-guided fuzzing of the notification parser, `holdd.events.decode`.
+"""Coverage-guided fuzzing of the notification parser, `holdd.core.events.decode`.
 
     python fuzz/fuzz_events.py -atheris_runs=100000
 
@@ -48,13 +48,13 @@ if atheris is not None:
     with atheris.instrument_imports():
         import orjson
 
-        from holdd.events import Decoded, EventKind, Notification, decode, repair_template
-        from holdd.states import CallState
+        from holdd.core.events import Decoded, EventKind, Notification, decode, repair_template
+        from holdd.core.states import CallState
 else:
     import orjson
 
-    from holdd.events import Decoded, EventKind, Notification, decode, repair_template
-    from holdd.states import CallState
+    from holdd.core.events import Decoded, EventKind, Notification, decode, repair_template
+    from holdd.core.states import CallState
 
 
 class InvariantBroken(AssertionError):

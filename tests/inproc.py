@@ -11,10 +11,10 @@ from typing import Any
 
 import orjson
 
-from holdd import logs
-from holdd.config import load_settings
-from holdd.rules import load_rules
-from holdd.service import Daemon
+from holdd.config.rulefiles import load_rules
+from holdd.config.settings import load_settings
+from holdd.io import logs
+from holdd.io.daemon import Daemon
 
 MEDIA_RULE = """
 [[rule]]

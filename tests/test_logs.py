@@ -15,7 +15,7 @@ import orjson
 import pytest
 import structlog
 
-from holdd import logs
+from holdd.io import logs
 
 SECRET = "2fRN4g217ca0b4224a67988aff3e584f"
 

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from holdd.cli import main
+from holdd.cli.main import main
 
 sys.exit(main())

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from callapi.support import LOGIN, PASSWORD, TOKEN, LogCapture
-from holdd import logs
+from holdd.io import logs
 from holdd.sim.server import Simulator
 
 

@@ -18,14 +18,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-from holdd.actions import ActionRunner, Outcome
-from holdd.backoff import full_jitter
 from holdd.callapi import CallApiClient
-from holdd.calls import CallTable
-from holdd.config import LoginPassword, Secret
-from holdd.ledger import MemoryLedger
-from holdd.rules import Decision, Rule
-from holdd.rules.model import HoldAction
+from holdd.config.settings import LoginPassword, Secret
+from holdd.core.backoff import full_jitter
+from holdd.core.calls import CallTable
+from holdd.core.ledger import MemoryLedger
+from holdd.core.rules import Decision, Rule
+from holdd.core.rules.model import HoldAction
+from holdd.io.runner import ActionRunner, Outcome
 from holdd.sim.server import Simulator
 
 TOKEN = "callapi-permanent-key-5b1e0c7a"

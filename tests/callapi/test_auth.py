@@ -20,9 +20,9 @@ from callapi.support import (
     methods,
     talking_call,
 )
-from holdd.auth import SessionKey
 from holdd.callapi import TokenRejected
-from holdd.config import LoginPassword, Secret
+from holdd.callapi.auth import SessionKey
+from holdd.config.settings import LoginPassword, Secret
 from holdd.sim.server import Simulator
 
 pytestmark = pytest.mark.timeout(60)

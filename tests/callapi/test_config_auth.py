@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from holdd.config import LoginPassword, Secret, load_settings
-from holdd.errors import ConfigError
+from holdd.config.settings import LoginPassword, Secret, load_settings
+from holdd.core.errors import ConfigError
 
 CONFIG = """
 [callapi]

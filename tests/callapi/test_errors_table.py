@@ -20,9 +20,9 @@ from callapi.support import (
     talking_call,
 )
 from holdd.callapi import CODE_GROUP_POLICY, ERROR_KINDS, Policy, classify
-from holdd.config import LoginPassword, Secret
+from holdd.config.settings import LoginPassword, Secret
+from holdd.core.states import CallState
 from holdd.sim.server import Simulator
-from holdd.states import CallState
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from callapi.support import LOGIN, PASSWORD, TOKEN
+from holdd.core.states import CallState
 from holdd.sim.faults import RpcFaults
 from holdd.sim.server import Simulator
-from holdd.states import CallState
 
 pytestmark = pytest.mark.timeout(30)
 

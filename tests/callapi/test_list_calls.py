@@ -19,10 +19,10 @@ from holdd.callapi import (
     parse_start_time,
     succeeded,
 )
-from holdd.config import Secret
-from holdd.rules import ContactMessage
+from holdd.config.settings import Secret
+from holdd.core.rules import ContactMessage
+from holdd.core.states import CallState
 from holdd.sim.server import Simulator
-from holdd.states import CallState
 
 pytestmark = pytest.mark.timeout(30)
 

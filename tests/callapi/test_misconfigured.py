@@ -8,7 +8,7 @@ import pytest
 
 from callapi.support import Harness, LogCapture, decision, make_client, methods, talking_call
 from holdd.callapi import ERROR_KINDS
-from holdd.rules import Decision
+from holdd.core.rules import Decision
 from holdd.sim.server import Simulator
 
 pytestmark = pytest.mark.timeout(60)

@@ -24,9 +24,9 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from holdd.core.states import CallState
 from holdd.sim.faults import Handler, RpcFaults
 from holdd.sim.server import Simulator
-from holdd.states import CallState
 
 #: The `after` of the second rule, and how long a SHORT call talks (well under it).
 AFTER = 1.0

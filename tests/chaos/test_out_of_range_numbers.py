@@ -12,10 +12,10 @@ import pytest
 
 from chaos.support import config_text, write_config
 from conftest import TOKEN
-from holdd import logs
-from holdd.config import load_settings
-from holdd.rules import load_rules
-from holdd.service import Daemon
+from holdd.config.rulefiles import load_rules
+from holdd.config.settings import load_settings
+from holdd.io import logs
+from holdd.io.daemon import Daemon
 from holdd.sim.server import Simulator
 
 TALK = '{"notification_name": "Начало разговора", "direction": "in", '

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from chaos.support import AFTER, RULES, config_text
 from conftest import TOKEN
-from holdd.rules.driver import TimerKind
-from holdd.service import Daemon
+from holdd.core.rules.driver import TimerKind
+from holdd.core.states import CallState
+from holdd.io.daemon import Daemon
+from holdd.io.store.sqlite import CallRecord, StateDb, Timer
 from holdd.sim.server import Simulator
-from holdd.statedb import CallRecord, StateDb, Timer
-from holdd.states import CallState
 from inproc import running_daemon
 
 NOW_NUMBER = "79260000071"

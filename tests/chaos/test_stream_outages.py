@@ -13,8 +13,8 @@ from pathlib import Path
 
 from chaos.support import RULES, ChaosFaults, Traffic, config_text, verdict
 from conftest import TOKEN
-from holdd.backoff import full_jitter
-from holdd.notify import NotifyListener
+from holdd.core.backoff import full_jitter
+from holdd.io.notify import NotifyListener
 from holdd.sim.server import Simulator
 from inproc import running_daemon
 

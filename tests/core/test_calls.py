@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from holdd.calls import CallTable, ChangeKind
-from holdd.events import EventKind, Notification
-from holdd.states import CallState
+from holdd.core.calls import CallTable, ChangeKind
+from holdd.core.events import EventKind, Notification
+from holdd.core.states import CallState
 
 
 def note(csid: int, kind: EventKind, state: CallState | None = None, **fields: str) -> Notification:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tracemalloc
 
-from holdd.calls import CallTable
-from holdd.events import EventKind, Notification
+from holdd.core.calls import CallTable
+from holdd.core.events import EventKind, Notification
 
 CALLS = 100_000
 

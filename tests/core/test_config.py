@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from holdd.config import Secret, load_settings
-from holdd.durations import parse_duration
-from holdd.errors import ConfigError
+from holdd.config.settings import Secret, load_settings
+from holdd.core.durations import parse_duration
+from holdd.core.errors import ConfigError
 
 GOOD = """
 [callapi]

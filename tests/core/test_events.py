@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from holdd.events import DEFAULT_EVENT_NAMES, EventKind, RejectReason, decode, event_names
-from holdd.states import CallState
+from holdd.core.events import DEFAULT_EVENT_NAMES, EventKind, RejectReason, decode, event_names
+from holdd.core.states import CallState
 
 TALK = {
     "notification_name": "Начало разговора",

@@ -7,7 +7,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from holdd.events import Notification, RejectReason, decode
+from holdd.core.events import Notification, RejectReason, decode
 
 json_values = st.recursive(
     st.none()

@@ -6,18 +6,18 @@ import subprocess
 import sys
 
 CORE = [
-    "holdd.events",
-    "holdd.calls",
-    "holdd.states",
-    "holdd.rules",
-    "holdd.rules.engine",
-    "holdd.rules.load",
-    "holdd.rules.patterns",
-    "holdd.ledger",
-    "holdd.config",
-    "holdd.durations",
-    "holdd.backoff",
-    "holdd.tomlpos",
+    "holdd.core.events",
+    "holdd.core.calls",
+    "holdd.core.states",
+    "holdd.core.rules",
+    "holdd.core.rules.engine",
+    "holdd.config.rulefiles",
+    "holdd.core.rules.patterns",
+    "holdd.core.ledger",
+    "holdd.config.settings",
+    "holdd.core.durations",
+    "holdd.core.backoff",
+    "holdd.config.toml",
 ]
 SHELL_ONLY = ("asyncio", "aiohttp", "websockets")
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from holdd.calls import Call
-from holdd.errors import ConfigError
-from holdd.rules import RuleEngine, load_rules
-from holdd.rules.patterns import digits, number_pattern
-from holdd.states import CallState
+from holdd.config.rulefiles import load_rules
+from holdd.core.calls import Call
+from holdd.core.errors import ConfigError
+from holdd.core.rules import RuleEngine
+from holdd.core.rules.patterns import digits, number_pattern
+from holdd.core.states import CallState
 
 
 def write(tmp_path: Path, text: str, name: str = "r.toml") -> Path:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from holdd.durations import MAX_SECONDS, format_duration, parse_duration
+from holdd.core.durations import MAX_SECONDS, format_duration, parse_duration
 
 UNITS = {
     "ms": Fraction(1, 1000),

@@ -22,10 +22,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from holdd.calls import Call
-from holdd.rules import RuleEngine, load_rules
-from holdd.rules.patterns import NumberSet, PatternError, digits, number_pattern
-from holdd.states import CallState
+from holdd.config.rulefiles import load_rules
+from holdd.core.calls import Call
+from holdd.core.rules import RuleEngine
+from holdd.core.rules.patterns import NumberSet, PatternError, digits, number_pattern
+from holdd.core.states import CallState
 
 DIGITS = "0123456789"
 

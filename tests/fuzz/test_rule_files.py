@@ -22,10 +22,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from holdd.cli import main
-from holdd.config import load_settings
-from holdd.errors import ConfigError
-from holdd.rules import load_rules
+from holdd.cli.main import main
+from holdd.config.rulefiles import load_rules
+from holdd.config.settings import load_settings
+from holdd.core.errors import ConfigError
 
 CONFIG = """[callapi]
 url = "https://callapi.uiscom.ru/v4.0"

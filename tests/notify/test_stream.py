@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import TOKEN
-from holdd.notify import NotifyListener
+from holdd.io.notify import NotifyListener
 from holdd.sim.server import Simulator
 from inproc import config_text, running_daemon
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from conftest import TOKEN
-from holdd.service import Daemon
+from holdd.io.daemon import Daemon
 from holdd.sim.server import Simulator
 from inproc import config_text, running_daemon
 

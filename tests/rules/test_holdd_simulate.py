@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from holdd.cli import main
+from holdd.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""`holdd test FILE...` through holdd.cli.main: the shipped rule tests pass, a
+"""`holdd test FILE...` through holdd.cli.main.main: the shipped rule tests pass, a
 wrong expectation fails with a diff, a broken test file names its line."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from holdd.cli import main
+from holdd.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "config" / "tests").glob("*.toml"))

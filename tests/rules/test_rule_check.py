@@ -1,5 +1,5 @@
 """`holdd check`: every problem of every rule file as `path:line: rule "name":
-what (hint)`, exit 1 (through holdd.cli.main, as an operator runs it)."""
+what (hint)`, exit 1 (through holdd.cli.main.main, as an operator runs it)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from holdd.cli import main
+from holdd.cli.main import main
 
 CONFIG = """
 [callapi]

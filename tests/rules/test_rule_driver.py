@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from holdd.calls import CallTable
-from holdd.events import decode
-from holdd.rules import RuleEngine, load_rules
-from holdd.rules.driver import (
+from holdd.config.rulefiles import load_rules
+from holdd.core.calls import CallTable
+from holdd.core.events import decode
+from holdd.core.rules import RuleEngine
+from holdd.core.rules.driver import (
     Agenda,
     Cancelled,
     Effect,

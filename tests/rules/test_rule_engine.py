@@ -11,11 +11,12 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from holdd.calls import Call
-from holdd.rules import RuleEngine, load_rules
-from holdd.rules.cooldowns import Cooldowns
-from holdd.rules.engine import RuleTrace
-from holdd.rules.model import (
+from holdd.config.rulefiles import load_rules
+from holdd.core.calls import Call
+from holdd.core.rules import RuleEngine
+from holdd.core.rules.cooldowns import Cooldowns
+from holdd.core.rules.engine import RuleTrace
+from holdd.core.rules.model import (
     CallView,
     EmployeeCondition,
     HoldAction,
@@ -25,9 +26,9 @@ from holdd.rules.model import (
     ScheduleCondition,
     TextCondition,
 )
-from holdd.rules.patterns import NumberSet, number_pattern, text_set
-from holdd.rules.schedule import build_schedule
-from holdd.states import CallState
+from holdd.core.rules.patterns import NumberSet, number_pattern, text_set
+from holdd.core.rules.schedule import build_schedule
+from holdd.core.states import CallState
 
 MSK = dt.timezone(dt.timedelta(hours=3))
 THU_10 = dt.datetime(2026, 11, 26, 10, 0, tzinfo=MSK).timestamp()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from holdd.rules.patterns import (
+from holdd.core.rules.patterns import (
     NumberSet,
     PatternError,
     list_file_lines,

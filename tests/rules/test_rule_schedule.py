@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from holdd.rules.schedule import Schedule, build_schedule, parse_days, parse_hours
+from holdd.core.rules.schedule import Schedule, build_schedule, parse_days, parse_hours
 
 
 def schedule(

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from holdd.durations import format_duration, parse_duration
-from holdd.tomlpos import KeyLines, validation_path
+from holdd.config.toml import KeyLines, validation_path
+from holdd.core.durations import format_duration, parse_duration
 
 TEXT = '''# a comment with [brackets] and key = "value"
 title = "x # not a comment"
@@ -90,13 +90,13 @@ def test_durations_both_ways(seconds: float, text: str) -> None:
 
 
 NEW_CORE = [
-    "holdd.rules.driver",
-    "holdd.rules.replay",
-    "holdd.rules.index",
-    "holdd.rules.schedule",
-    "holdd.rules.cooldowns",
-    "holdd.rules.report",
-    "holdd.tomlpos",
+    "holdd.core.rules.driver",
+    "holdd.core.rules.replay",
+    "holdd.core.rules.index",
+    "holdd.core.rules.schedule",
+    "holdd.core.rules.cooldowns",
+    "holdd.config.report",
+    "holdd.config.toml",
 ]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TOKEN
-from holdd.cli import main
+from holdd.cli.main import main
 from holdd.sim.server import Simulator
 from inproc import config_text, running_daemon
 

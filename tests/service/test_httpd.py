@@ -11,9 +11,9 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from holdd.httpd import HttpServer
-from holdd.metrics import Metrics
-from holdd.states import CallState
+from holdd.core.states import CallState
+from holdd.io.http import HttpServer
+from holdd.io.metrics import Metrics
 
 pytestmark = pytest.mark.timeout(10)
 

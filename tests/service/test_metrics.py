@@ -9,9 +9,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from holdd import __version__
-from holdd.metrics import Metrics
-from holdd.statedb import StateDb
-from holdd.states import CallState
+from holdd.core.states import CallState
+from holdd.io.metrics import Metrics
+from holdd.io.store.sqlite import StateDb
 
 
 def value(m: Metrics, name: str, **labels: str) -> float | None:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from conftest import TOKEN
 from daemonproc import AFTER, VIP, DaemonProcess, hold_requests, write_config
-from holdd import logs
-from holdd.config import load_settings
-from holdd.rules import load_rules
-from holdd.service import Daemon
+from holdd.config.rulefiles import load_rules
+from holdd.config.settings import load_settings
+from holdd.io import logs
+from holdd.io.daemon import Daemon
+from holdd.io.store.sqlite import StateDb
 from holdd.sim.server import Simulator
-from holdd.statedb import StateDb
 from inproc import config_text
 
 UNHOLD = VIP + '\n[rule.then]\nunhold_after = "1s"\n'

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from holdd import sdnotify
+from holdd.io import sdnotify
 
 pytestmark = pytest.mark.timeout(10)
 

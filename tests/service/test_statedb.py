@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from holdd.ledger import Claim, Ledger, MemoryLedger
-from holdd.statedb import (
+from holdd.core.ledger import Claim, Ledger, MemoryLedger
+from holdd.core.states import CallState
+from holdd.io.store.sqlite import (
     SCHEMA_VERSION,
     CallRecord,
     Pruned,
@@ -26,7 +27,6 @@ from holdd.statedb import (
     TraceEntry,
     TraceKind,
 )
-from holdd.states import CallState
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2] / "daemon")
 T0 = 1_790_000_000.0
@@ -123,7 +123,7 @@ def test_a_killed_process_leaves_a_pending_claim(tmp_path: Path) -> None:
     script = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from holdd.statedb import StateDb\n"
+        "from holdd.io.store.sqlite import StateDb\n"
         "db = StateDb.open(Path(sys.argv[1]))\n"
         "assert db.claim(101, 'vip', 'hold', 1.0)\n"
         "db.claim(100, 'vip', 'hold', 0.5)\n"

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from holdd.core.states import LEG_STATES, CallState
 from holdd.sim import RecordedRequest, SimAccount
 from holdd.sim.state import (
     CallNotFound,
@@ -24,7 +25,6 @@ from holdd.sim.state import (
     InvalidTransition,
     error_object,
 )
-from holdd.states import LEG_STATES, CallState
 
 TOKEN = "sim-token"
 #: 2023-11-14 22:14:00 UTC, the first second of a minute: 60 s to the minute

@@ -17,8 +17,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from holdd.core.states import CallState
 from holdd.sim import Simulator
-from holdd.states import CallState
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -45,7 +45,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from holdd.states import CallState
+from holdd.core.states import CallState
 
 JsonDict = dict[str, Any]
 #: A notification in the UIS variable form (§8.3): variable name -> JSON value.

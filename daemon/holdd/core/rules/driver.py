@@ -33,10 +33,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from holdd.calls import Call, CallChange, ChangeKind
-from holdd.rules.cooldowns import Cooldowns, CooldownStore
-from holdd.rules.engine import Decision, Evaluation, RuleEngine
-from holdd.states import TALKING, CallState
+from holdd.core.calls import Call, CallChange, ChangeKind
+from holdd.core.rules.cooldowns import Cooldowns, CooldownStore
+from holdd.core.rules.engine import Decision, Evaluation, RuleEngine
+from holdd.core.states import TALKING, CallState
 
 
 class TimerKind(StrEnum):

@@ -8,7 +8,7 @@ stopped between sending and recording); on start the daemon checks each with
 `list.calls`, then `resolve`s it (keeps the claim, records what it found) or
 `release`s it (the request provably took no effect: it may be claimed again).
 
-`MemoryLedger` keeps claims for the life of the process; `holdd.statedb.StateDb`
+`MemoryLedger` keeps claims for the life of the process; `holdd.io.store.sqlite.StateDb`
 (shell, SQLite) keeps them across restarts behind the same interface.
 """
 

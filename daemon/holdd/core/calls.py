@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from holdd.events import EventKind, Notification
-from holdd.states import TALKING, CallState
+from holdd.core.events import EventKind, Notification
+from holdd.core.states import TALKING, CallState
 
 
 class ChangeKind(StrEnum):

@@ -23,10 +23,12 @@ from typing import Any, Literal
 
 import msgspec
 
-from holdd.durations import parse_duration
-from holdd.errors import ConfigError, Problem
-from holdd.events import INT_FIELDS, TEXT_FIELDS
-from holdd.rules.model import (
+from holdd.config.report import Reporter, keys_of
+from holdd.config.toml import Path as KeyPath
+from holdd.core.durations import parse_duration
+from holdd.core.errors import ConfigError, Problem
+from holdd.core.events import INT_FIELDS, TEXT_FIELDS
+from holdd.core.rules.model import (
     Condition,
     EmployeeCondition,
     HoldAction,
@@ -38,7 +40,7 @@ from holdd.rules.model import (
     TextCondition,
     placeholders,
 )
-from holdd.rules.patterns import (
+from holdd.core.rules.patterns import (
     NumberPattern,
     NumberSet,
     PatternError,
@@ -46,9 +48,7 @@ from holdd.rules.patterns import (
     number_pattern,
     text_set,
 )
-from holdd.rules.report import Reporter, keys_of
-from holdd.rules.schedule import Schedule, build_schedule
-from holdd.tomlpos import Path as KeyPath
+from holdd.core.rules.schedule import Schedule, build_schedule
 
 StrOrList = str | list[str]
 

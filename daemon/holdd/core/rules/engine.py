@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from holdd.calls import Call
-from holdd.rules.cooldowns import CooldownLookup
-from holdd.rules.index import RuleIndex
-from holdd.rules.model import CallView, ContactMessage, Mode, Rule, RuleSet, ScheduleCondition
+from holdd.core.calls import Call
+from holdd.core.rules.cooldowns import CooldownLookup
+from holdd.core.rules.index import RuleIndex
+from holdd.core.rules.model import CallView, ContactMessage, Mode, Rule, RuleSet, ScheduleCondition
 
 
 class RuleTrace(msgspec.Struct, frozen=True):

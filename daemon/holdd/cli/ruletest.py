@@ -37,8 +37,8 @@ expect = [
 key after a table header belongs to that table). A test without `expect` is an
 error, so that a forgotten expectation never passes silently.
 
-How a test runs: the notifications go through holdd.events.decode ->
-holdd.calls.CallTable.apply -> the rule engine, as in the daemon, on a
+How a test runs: the notifications go through holdd.core.events.decode ->
+holdd.core.calls.CallTable.apply -> the rule engine, as in the daemon, on a
 virtual clock; `after` and `unhold_after` timers fire at their due times, in
 order (a timer due at the same moment as a notification fires first); every
 hold and unhold succeeds at once. Timers still pending after the last event
@@ -67,15 +67,16 @@ from typing import Any, Literal, TextIO
 import msgspec
 import orjson
 
-from holdd.durations import format_duration, parse_duration
-from holdd.errors import ConfigError, Problem
-from holdd.events import DEFAULT_EVENT_NAMES, EventKind, decode, event_names
-from holdd.rules import RuleEngine, RuleSet, load_rules
-from holdd.rules.driver import Effect, Hold, NoHold, Pending, TimerKind, Unhold
-from holdd.rules.engine import Evaluation
-from holdd.rules.replay import Happened, Replay
-from holdd.rules.report import Reporter
-from holdd.tomlpos import Path as KeyPath
+from holdd.config.report import Reporter
+from holdd.config.rulefiles import load_rules
+from holdd.config.toml import Path as KeyPath
+from holdd.core.durations import format_duration, parse_duration
+from holdd.core.errors import ConfigError, Problem
+from holdd.core.events import DEFAULT_EVENT_NAMES, EventKind, decode, event_names
+from holdd.core.rules import RuleEngine, RuleSet
+from holdd.core.rules.driver import Effect, Hold, NoHold, Pending, TimerKind, Unhold
+from holdd.core.rules.engine import Evaluation
+from holdd.core.rules.replay import Happened, Replay
 
 # -- where the rules come from ---------------------------------------------------
 

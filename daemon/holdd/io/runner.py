@@ -45,7 +45,6 @@ from types import MappingProxyType
 
 import structlog
 
-from holdd.backoff import full_jitter
 from holdd.callapi import (
     ERROR_KINDS,
     ActiveCall,
@@ -63,10 +62,11 @@ from holdd.callapi import (
     ServerFault,
     succeeded,
 )
-from holdd.calls import CallTable
-from holdd.ledger import Ledger
-from holdd.rules import ContactMessage, Decision
-from holdd.states import CallState
+from holdd.core.backoff import full_jitter
+from holdd.core.calls import CallTable
+from holdd.core.ledger import Ledger
+from holdd.core.rules import ContactMessage, Decision
+from holdd.core.states import CallState
 
 #: What an operator should do about each error (the hints of callapi.ERROR_KINDS).
 HINTS: Mapping[str, str] = MappingProxyType(

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import holdd
-from holdd import logs
-from holdd.config import load_settings
-from holdd.errors import ConfigError
-from holdd.rules import load_rules
-from holdd.service import Daemon
+from holdd.config.rulefiles import load_rules
+from holdd.config.settings import load_settings
+from holdd.core.errors import ConfigError
+from holdd.core.states import CallState
+from holdd.io import logs
+from holdd.io.daemon import Daemon
 from holdd.sim.server import Simulator
-from holdd.states import CallState
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,10 +24,10 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from holdd.durations import parse_duration
-from holdd.errors import ConfigError, Problem
-from holdd.events import EventKind
-from holdd.tomlpos import KeyLines, validation_path
+from holdd.config.toml import KeyLines, validation_path
+from holdd.core.durations import parse_duration
+from holdd.core.errors import ConfigError, Problem
+from holdd.core.events import EventKind
 
 
 class Secret:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from holdd.states import CallState
+from holdd.core.states import CallState
 
 
 class EventKind(StrEnum):

@@ -58,12 +58,12 @@ from typing import Any
 
 import orjson
 
-from holdd.errors import HolddError
-from holdd.ledger import Claim
+from holdd.core.errors import HolddError
+from holdd.core.ledger import Claim
 
 # One vocabulary for timers: the rule driver's (core) is the one stored.
-from holdd.rules.driver import TimerKind
-from holdd.states import CallState
+from holdd.core.rules.driver import TimerKind
+from holdd.core.states import CallState
 
 #: The schema this holdd writes. Bump it and append a migration to change it.
 SCHEMA_VERSION = 1

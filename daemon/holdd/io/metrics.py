@@ -41,7 +41,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from holdd import __version__
-from holdd.states import CallState
+from holdd.core.states import CallState
 
 #: Stream outages: a blip, a reconnect with backoff, a real outage.
 _GAP_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)

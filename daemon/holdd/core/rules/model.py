@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from holdd.rules.patterns import NumberSet, TextSet, digits
-from holdd.rules.schedule import Schedule
+from holdd.core.rules.patterns import NumberSet, TextSet, digits
+from holdd.core.rules.schedule import Schedule
 
 
 class Mode(StrEnum):

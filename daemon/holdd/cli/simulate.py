@@ -43,12 +43,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from holdd.durations import parse_duration
-from holdd.errors import ConfigError
-from holdd.rules import RuleEngine
-from holdd.rules.driver import Cancelled, Effect, Hold, NoHold, Pending, Unhold
-from holdd.rules.replay import Replay
-from holdd.ruletest import parse_clock, read_rule_config
+from holdd.cli.ruletest import parse_clock, read_rule_config
+from holdd.core.durations import parse_duration
+from holdd.core.errors import ConfigError
+from holdd.core.rules import RuleEngine
+from holdd.core.rules.driver import Cancelled, Effect, Hold, NoHold, Pending, Unhold
+from holdd.core.rules.replay import Replay
 
 _WRAPPERS = ("params", "data", "args")
 

@@ -22,7 +22,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from holdd.events import load_json
+from holdd.core.events import load_json
 
 #: The most a notification body may weigh; UIS's are a few hundred bytes.
 MAX_BODY = 64 * 1024

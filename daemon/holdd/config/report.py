@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from holdd.errors import Problem
-from holdd.tomlpos import KeyLines, Path, validation_path
+from holdd.config.toml import KeyLines, Path, validation_path
+from holdd.core.errors import Problem
 
 T = TypeVar("T")
 

@@ -21,20 +21,17 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from holdd import __version__, sdnotify
-from holdd.actions import ActionRunner, Outcome
-from holdd.backoff import full_jitter
+from holdd import __version__
 from holdd.callapi import ActiveCall, CallApiClient, CallApiFailure
-from holdd.calls import Call, CallChange, CallTable, ChangeKind
-from holdd.config import Settings, load_settings
-from holdd.errors import ConfigError
-from holdd.events import Decoded, Rejection, RejectReason, decode, decode_value, event_names
-from holdd.httpd import HttpServer
-from holdd.ledger import Claim, Ledger, MemoryLedger
-from holdd.metrics import Metrics
-from holdd.notify import NotifyListener
-from holdd.rules import Decision, Evaluation, Mode, RuleEngine, RuleSet, load_rules
-from holdd.rules.driver import (
+from holdd.config.rulefiles import load_rules
+from holdd.config.settings import Settings, load_settings
+from holdd.core.backoff import full_jitter
+from holdd.core.calls import Call, CallChange, CallTable, ChangeKind
+from holdd.core.errors import ConfigError
+from holdd.core.events import Decoded, Rejection, RejectReason, decode, decode_value, event_names
+from holdd.core.ledger import Claim, Ledger, MemoryLedger
+from holdd.core.rules import Decision, Evaluation, Mode, RuleEngine, RuleSet
+from holdd.core.rules.driver import (
     Agenda,
     Cancelled,
     Effect,
@@ -46,12 +43,17 @@ from holdd.rules.driver import (
     TimerKind,
     Unhold,
 )
-from holdd.rules.patterns import digits
-from holdd.statedb import CallRecord, StateDb, StateDbError, TraceKind
-from holdd.statedb import Timer as StoredTimer
-from holdd.states import CallState
-from holdd.throttle import Throttle
-from holdd.webhook import MAX_BODY, WebhookReceiver
+from holdd.core.rules.patterns import digits
+from holdd.core.states import CallState
+from holdd.core.throttle import Throttle
+from holdd.io import sdnotify
+from holdd.io.http import HttpServer
+from holdd.io.metrics import Metrics
+from holdd.io.notify import NotifyListener
+from holdd.io.runner import ActionRunner, Outcome
+from holdd.io.store.sqlite import CallRecord, StateDb, StateDbError, TraceKind
+from holdd.io.store.sqlite import Timer as StoredTimer
+from holdd.io.webhook import MAX_BODY, WebhookReceiver
 
 #: sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop.
 EX_CONFIG = 78

@@ -11,10 +11,12 @@ from typing import Any
 
 import structlog
 
-from holdd import __version__, logs
-from holdd.config import Settings, load_settings
-from holdd.errors import ConfigError
-from holdd.rules import RuleSet, load_rules
+from holdd import __version__
+from holdd.config.rulefiles import load_rules
+from holdd.config.settings import Settings, load_settings
+from holdd.core.errors import ConfigError
+from holdd.core.rules import RuleSet
+from holdd.io import logs
 
 #: sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop.
 EX_CONFIG = 78
@@ -32,7 +34,7 @@ def _print_problems(err: ConfigError) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from holdd.service import Daemon
+    from holdd.io.daemon import Daemon
 
     try:
         settings, rules = _load(Path(args.config))
@@ -66,7 +68,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """The decision trace of one call, from the state database."""
-    from holdd.statedb import StateDb, StateDbError
+    from holdd.io.store.sqlite import StateDb, StateDbError
 
     try:
         settings = load_settings(Path(args.config), read_secrets=False)
@@ -138,13 +140,13 @@ def _describe(payload: Mapping[str, Any]) -> str:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from holdd.ruletest import run_tests
+    from holdd.cli.ruletest import run_tests
 
     return run_tests([Path(f) for f in args.files], verbose=args.verbose)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from holdd.simulate import run_simulation
+    from holdd.cli.simulate import run_simulation
 
     return run_simulation(Path(args.config), Path(args.events), start=args.start)
 
@@ -183,7 +185,7 @@ async def _serve_sim(host: str, port: int, tokens: tuple[str, ...]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from holdd.demo import run_demo
+    from holdd.cli.demo import run_demo
 
     return asyncio.run(run_demo(Path(args.config_dir) if args.config_dir else None))
 

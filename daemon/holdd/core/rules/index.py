@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from holdd.rules.model import (
+from holdd.core.rules.model import (
     CallView,
     Condition,
     EmployeeCondition,

@@ -11,7 +11,7 @@ does for every request, so that its callers do not have to:
   check-state) with an operator hint; docs/errors.md is the same table for
   humans, and a test keeps the two in agreement. An unknown mnemonic is kept,
   counted and logged, and gets the policy of its code group.
-* **Credentials** (section 2, holdd.auth): a permanent key, or session keys
+* **Credentials** (section 2, holdd.callapi.auth): a permanent key, or session keys
   from `login.user` renewed before `expire_at` and again when the API rejects
   them (the failed request is then sent once more). A permanent key that is
   rejected sets `credentials_ok = False` with a reason (one ERROR line, no
@@ -24,7 +24,7 @@ does for every request, so that its callers do not have to:
   `call_session_id`.
 
 What the client does not do is retry: `hold.call` is not idempotent, so the
-caller (holdd.actions) decides. An exchange whose outcome is unknown
+caller (holdd.io.runner) decides. An exchange whose outcome is unknown
 (timeout, dropped connection, HTTP 5xx without a JSON-RPC body) raises
 `OutcomeUnknown`; one that certainly never reached the API raises
 `RequestNotSent`.
@@ -50,12 +50,12 @@ import aiohttp
 import orjson
 import structlog
 
-from holdd.auth import PermanentKey, SessionKey, SessionKeys, TokenSource
-from holdd.config import LoginPassword, Secret
-from holdd.errors import HolddError
-from holdd.events import as_int
-from holdd.rules.model import ContactMessage
-from holdd.states import LEG_STATES, CallState
+from holdd.callapi.auth import PermanentKey, SessionKey, SessionKeys, TokenSource
+from holdd.config.settings import LoginPassword, Secret
+from holdd.core.errors import HolddError
+from holdd.core.events import as_int
+from holdd.core.rules.model import ContactMessage
+from holdd.core.states import LEG_STATES, CallState
 
 _HEADERS: Final[Mapping[str, str]] = MappingProxyType(
     {"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json"}
@@ -555,7 +555,7 @@ class Leg:
     leg_id: int | None
     #: The localised text as the API gave it (`Разговор`, `Talking`, ...).
     state_text: str
-    #: `state_text` mapped by holdd.states.LEG_STATES; None for a text it does not know.
+    #: `state_text` mapped by holdd.core.states.LEG_STATES; None for a text it does not know.
     state: CallState | None
     is_operator: bool
     employee_id: int | None
@@ -827,7 +827,7 @@ class CallApiClient:
     """One client for the life of the daemon; the aiohttp session is the caller's.
 
     `credentials` is a permanent key (`Secret`) or `LoginPassword` for
-    `login.user` session keys (holdd.config, uis-call-api.md section 2).
+    `login.user` session keys (holdd.config.settings, uis-call-api.md section 2).
     `timeout` bounds one HTTP exchange. `deadline` arguments are monotonic
     times after which a request is not started (rate-limit waits included).
     """

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from holdd.calls import CallTable
-from holdd.events import DEFAULT_EVENT_NAMES, Decoded, EventKind, decode
-from holdd.rules.driver import Effect, Hold, RuleDriver, Unhold
-from holdd.rules.engine import RuleEngine
+from holdd.core.calls import CallTable
+from holdd.core.events import DEFAULT_EVENT_NAMES, Decoded, EventKind, decode
+from holdd.core.rules.driver import Effect, Hold, RuleDriver, Unhold
+from holdd.core.rules.engine import RuleEngine
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
-"""The rule language (core): model, patterns, schedules, loading with file:line
-errors, the engine that picks at most one rule for a call in Talk, and the
+"""The rule language (core): model, patterns, schedules,
+the engine that picks at most one rule for a call in Talk, and the
 driver that turns its decisions into effects over time (docs/rules.md)."""
 
-from holdd.rules.cooldowns import CooldownLookup, Cooldowns, CooldownStore
-from holdd.rules.driver import (
+from holdd.core.rules.cooldowns import CooldownLookup, Cooldowns, CooldownStore
+from holdd.core.rules.driver import (
     Agenda,
     Cancelled,
     Effect,
@@ -15,10 +15,9 @@ from holdd.rules.driver import (
     TimerKind,
     Unhold,
 )
-from holdd.rules.engine import Decision, Evaluation, RuleEngine, RuleTrace
-from holdd.rules.load import load_rules
-from holdd.rules.model import ContactMessage, Mode, Rule, RuleSet
-from holdd.rules.schedule import Schedule
+from holdd.core.rules.engine import Decision, Evaluation, RuleEngine, RuleTrace
+from holdd.core.rules.model import ContactMessage, Mode, Rule, RuleSet
+from holdd.core.rules.schedule import Schedule
 
 __all__ = [
     "Agenda",
@@ -43,5 +42,4 @@ __all__ = [
     "Timer",
     "TimerKind",
     "Unhold",
-    "load_rules",
 ]

@@ -18,7 +18,7 @@ import structlog
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from holdd.backoff import full_jitter
+from holdd.core.backoff import full_jitter
 
 #: Close codes that say "not now" or "not you": wait longer before retrying.
 _SLOW_CODES = frozenset({1008, 1013})

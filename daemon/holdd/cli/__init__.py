@@ -1,0 +1,1 @@
+"""The holdd command line: one sub-command per module."""

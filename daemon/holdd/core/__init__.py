@@ -1,0 +1,4 @@
+"""The pure core: no asyncio, sockets, sqlite3, files, environment or clock.
+
+See docs/architecture.md.
+"""
