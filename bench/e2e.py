@@ -38,9 +38,9 @@ from aiohttp import web
 from corepath import rule_file
 from holdd.config.rulefiles import load_rules
 from holdd.config.settings import load_settings
-from holdd.core.ledger import MemoryLedger
 from holdd.io import logs
 from holdd.io.daemon import Daemon
+from holdd.io.store.memory import MemoryStore
 from holdd.sim.faults import Handler, RpcFaults
 from holdd.sim.server import Simulator
 from relay import relay
@@ -229,7 +229,7 @@ async def run_daemon(calls: int, paced: int, rule_count: int, *, sqlite: bool) -
             settings = load_settings(_config(directory, sim, rule_file(directory, rule_count)))
             logs.configure(fmt="json", level="info", secrets=settings.secrets, stream=sink)
             rules = load_rules(settings.rule_files, settings.tts_max_length)
-            daemon = Daemon(settings, rules, ledger=None if sqlite else MemoryLedger())
+            daemon = Daemon(settings, rules, store=None if sqlite else MemoryStore())
             task = asyncio.create_task(daemon.run(install_signals=False))
             try:
                 await sim.wait_for_clients(1, timeout=20)

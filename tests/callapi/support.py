@@ -12,20 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import orjson
+import structlog
 
 from holdd.callapi import CallApiClient
 from holdd.config.settings import LoginPassword, Secret
 from holdd.core.backoff import full_jitter
-from holdd.core.calls import CallTable
-from holdd.core.ledger import MemoryLedger
-from holdd.core.rules import Decision, Rule
+from holdd.core.commands import Outcome
+from holdd.core.events import DEFAULT_EVENT_NAMES
+from holdd.core.hold_policy import Verdict
+from holdd.core.machine import Machine
+from holdd.core.records import Claim, PutClaim
+from holdd.core.rules import Decision, Rule, RuleSet
 from holdd.core.rules.model import HoldAction
-from holdd.io.runner import ActionRunner, Outcome
+from holdd.io.runner import Runner
+from holdd.io.store.memory import MemoryStore
 from holdd.sim.server import Simulator
 
 TOKEN = "callapi-permanent-key-5b1e0c7a"
@@ -90,7 +96,9 @@ class Outcomes:
 
 
 class Harness:
-    """A client and a runner on one simulator, as the daemon wires them."""
+    """A client and a runner on one simulator, as the daemon wires them: each
+    verdict goes through the machine (core/machine.py), which writes the
+    ledger's result to a memory store and logs what an operator reads."""
 
     def __init__(
         self,
@@ -101,24 +109,54 @@ class Harness:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.client = client
-        self.table = CallTable()
-        self.ledger = MemoryLedger()
+        self.machine = Machine(RuleSet(), DEFAULT_EVENT_NAMES)
+        self.store = MemoryStore()
         self.outcomes = Outcomes()
-        self.runner = ActionRunner(
+        self.verdicts: list[Verdict] = []
+        #: Retries by reason, as the runner reports them to /metrics.
+        self.retries: Counter[str] = Counter()
+        #: Actions by (result, mnemonic), as the machine counts them for /metrics.
+        self.actions: Counter[tuple[str, str]] = Counter()
+        self.log = structlog.get_logger("holdd")
+        self.runner = Runner(
             client,
-            self.ledger,
-            self.table,
-            clock=lambda: 0.0,
-            on_outcome=self.outcomes,
+            on_hold=self._settled,
+            on_unhold=self._unheld,
+            on_retry=lambda _action, reason: self.retries.update([reason]),
             deadline=deadline,
             backoff=backoff,
             sleep=sleep,
         )
 
+    def submit(self, decision: Decision) -> None:
+        """Claim (in the store) and send, as the daemon does."""
+        key = (decision.call_session_id, decision.rule.name, "hold")
+        self.store.commit([PutClaim(Claim(*key, 0.0))])
+        self.runner.hold(decision)
+
+    async def _settled(self, decision: Decision, verdict: Verdict) -> None:
+        self.verdicts.append(verdict)
+        commands = self.machine.hold_settled(decision, verdict, 0.0)
+        self.store.commit(commands.persist)
+        for record in commands.logs:
+            getattr(self.log, record.level)(record.event, **record.fields)
+        for metric in commands.metrics:
+            if metric.name == "action":
+                _action, result, mnemonic = metric.labels
+                self.actions[(result, mnemonic)] += 1
+        self.outcomes(self.machine.outcomes[decision.call_session_id])
+
+    async def _unheld(self, call_session_id: int, rule: str, verdict: Verdict) -> None:
+        self.verdicts.append(verdict)
+
+    def result_of(self, call_session_id: int, rule: str) -> str | None:
+        """The ledger's result for the hold of `rule` on the call."""
+        return self.store.claim_rows[(call_session_id, rule, "hold")].result
+
     async def hold(self, decision: Decision, timeout: float = 30.0) -> Outcome:  # noqa: ASYNC109
         """Submit one decision and wait for its outcome."""
         before = len(self.outcomes.items)
-        self.runner.submit(decision)
+        self.submit(decision)
         return (await self.outcomes.wait(before + 1, timeout))[before]
 
 

@@ -48,7 +48,7 @@ async def test_http_500_after_the_hold_applied_holds_exactly_once(
     [confirmed] = captured.events("hold_confirmed_by_list_calls")
     assert (confirmed["call_session_id"], confirmed["rule"]) == (csid, "vip")
     assert harness.client.stats.unknown_outcomes == {("hold.call", "http_500"): 1}
-    assert harness.runner.stats.actions == {("held", ""): 1}
+    assert harness.actions == {("held", ""): 1}
 
 
 async def test_http_500_before_applying_is_checked_then_sent_again(
@@ -152,7 +152,7 @@ async def test_two_internal_errors_then_success_back_off_with_growing_gaps(
         ("internal_error", 0.2),
     ]
     assert all(e["rule"] == "vip" and e["call_session_id"] == csid for e in retrying)
-    assert harness.runner.stats.retries == {"internal_error": 2}
+    assert harness.retries == {"internal_error": 2}
 
 
 async def test_retries_stop_at_the_action_deadline(
@@ -187,7 +187,7 @@ async def test_an_unknown_outcome_that_cannot_be_settled_is_reported_not_resent(
     assert methods(sim).count("hold.call") == 1
     [line] = captured.events("hold_outcome_unknown")
     assert (line["level"], line["call_session_id"], line["rule"]) == ("error", csid, "vip")
-    assert harness.ledger.claims[(csid, "vip", "hold")].result == "unknown"
+    assert harness.result_of(csid, "vip") == "unknown"
 
 
 async def test_a_first_invalid_state_is_looked_at_once_and_never_looped(
@@ -292,7 +292,7 @@ async def test_a_refused_connection_is_retried_without_a_check(
     assert (outcome.result, outcome.attempts) == ("failed", 0)
     # Retried until the deadline: how many attempts fit depends on the machine.
     assert client.stats.not_sent[("hold.call", "connect")] >= 2
-    assert harness.runner.stats.checks == 0
+    assert all(e["next_method"] == "hold.call" for e in captured.events("hold_retrying"))
     assert {e["reason"] for e in captured.events("hold_retrying")} == {"connect"}
 
 
@@ -336,8 +336,8 @@ async def test_two_rules_for_one_call_are_serialised_and_the_second_is_refused(
     csid = await talking_call(sim)
     sim.faults.delay(0.1, n=2, method="hold.call", after_apply=True)
 
-    harness.runner.submit(decision(csid, rule="first"))
-    harness.runner.submit(decision(csid, rule="second"))
+    harness.submit(decision(csid, rule="first"))
+    harness.submit(decision(csid, rule="second"))
     outcomes = await harness.outcomes.wait(2)
 
     assert sorted(o.result for o in outcomes) == ["failed", "held"]

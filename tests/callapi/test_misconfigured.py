@@ -45,11 +45,10 @@ async def test_a_misconfigured_rule_is_one_request_an_error_line_and_a_counter(
         assert line["params"] == {"tts_message_max_length": 500, "sent_tts_message_length": 560}
     else:
         assert line["params"] == {"media_file_id": "9999"}
-    stats = harness.runner.stats
-    assert stats.misconfigured == {("promo-music", mnemonic): 1}
-    assert stats.actions == {("failed", mnemonic): 1}
-    assert stats.retries == {}
-    assert harness.ledger.claims[(csid, "promo-music", "hold")].result == mnemonic
+    assert [v.rule_problem for v in harness.verdicts] == [True]
+    assert harness.actions == {("failed", mnemonic): 1}
+    assert harness.retries == {}
+    assert harness.result_of(csid, "promo-music") == mnemonic
 
 
 async def test_a_tts_text_that_is_not_utf8_is_not_retried(
@@ -62,6 +61,6 @@ async def test_a_tts_text_that_is_not_utf8_is_not_retried(
     outcome = await harness.hold(decision(csid, tts="Привет"))
 
     assert (outcome.result, outcome.attempts) == ("failed", 1)
-    assert harness.runner.stats.misconfigured == {("vip", "character_encoding_not_allowed"): 1}
+    assert [v.rule_problem for v in harness.verdicts] == [True]
     [line] = captured.events("hold_failed")
     assert "UTF-8" in line["hint"]

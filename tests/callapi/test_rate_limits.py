@@ -41,10 +41,10 @@ async def test_limit_exceeded_holds_every_request_until_minute_reset_and_loses_n
     first, second = await talking_call(sim), await talking_call(sim)
     sim.faults.fail_next(1, "limit_exceeded", method="hold.call", limits={"minute_reset": 2})
 
-    harness.runner.submit(decision(first))
+    harness.submit(decision(first))
     async with asyncio.timeout(10):
         await sleep.started.wait()  # the first hold is waiting for the reset
-    harness.runner.submit(decision(second))
+    harness.submit(decision(second))
     outcomes = await harness.outcomes.wait(2)
 
     assert sorted((o.call_session_id, o.result) for o in outcomes) == [

@@ -1,7 +1,7 @@
 """What a SIGKILL leaves in the state database, set up exactly, and what the
 next start must make of it (the deterministic side of test_sigkill_restart).
 
-Each test writes the state a crash can leave (through the StateDb API),
+Each test writes the state a crash can leave (through the store's `commit`),
 puts the call in the state the API would show, starts the daemon on that
 database, and checks the call is held exactly once. A marker call, sent
 after the daemon's first resync, bounds the wait: once its hold has been
@@ -15,10 +15,11 @@ from pathlib import Path
 
 from chaos.support import AFTER, RULES, config_text
 from conftest import TOKEN
-from holdd.core.rules.driver import TimerKind
+from holdd.core.records import CallRecord, Claim, PutClaim, PutTimer, SaveCall
+from holdd.core.rules.driver import Timer, TimerKind
 from holdd.core.states import CallState
 from holdd.io.daemon import Daemon
-from holdd.io.store.sqlite import CallRecord, StateDb, Timer
+from holdd.io.store.sqlite import StateDb
 from holdd.sim.server import Simulator
 from inproc import running_daemon
 
@@ -37,15 +38,19 @@ def talking_at_the_api(sim: Simulator, number: str) -> int:
 def remembered(path: Path, csid: int, number: str, talk_started_at: float) -> StateDb:
     """The state database as the killed daemon left it: the call saved in Talk."""
     state = StateDb.open(path)
-    state.save_call(
-        CallRecord(
-            call_session_id=csid,
-            episode=1,
-            talk_started_at=talk_started_at,
-            state=CallState.TALK,
-            updated_at=talk_started_at,
-            fields={"direction": "in", "contact_phone_number": number},
-        )
+    state.commit(
+        [
+            SaveCall(
+                CallRecord(
+                    call_session_id=csid,
+                    episode=1,
+                    talk_started_at=talk_started_at,
+                    state=CallState.TALK,
+                    updated_at=talk_started_at,
+                    fields={"direction": "in", "contact_phone_number": number},
+                )
+            )
+        ]
     )
     return state
 
@@ -70,7 +75,7 @@ async def test_a_released_claim_is_acted_on_again(sim: Simulator, tmp_path: Path
     csid = talking_at_the_api(sim, NOW_NUMBER)
     now = time.time()
     with remembered(tmp_path / "state.db", csid, NOW_NUMBER, now) as state:
-        assert state.claim(csid, "vip-now", "hold", now)
+        assert not state.commit([PutClaim(Claim(csid, "vip-now", "hold", now))])
     await held_after_start(sim, tmp_path, csid)
     assert sim.account.call(csid).hold_count == 1
 
@@ -83,7 +88,7 @@ async def test_a_restored_after_timer_fires_on_the_call_as_listed(
     csid = talking_at_the_api(sim, AFTER_NUMBER)
     started = time.time() - 2 * AFTER
     with remembered(tmp_path / "state.db", csid, AFTER_NUMBER, started) as state:
-        state.add_timer(Timer(TimerKind.AFTER, csid, "sales-after", started + AFTER))
+        state.commit([PutTimer(Timer(TimerKind.AFTER, csid, "sales-after", started + AFTER, 1))])
     daemon = await held_after_start(sim, tmp_path, csid)
     assert sim.account.call(csid).hold_count == 1
     with StateDb.open(tmp_path / "state.db") as state:

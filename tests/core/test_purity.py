@@ -13,13 +13,16 @@ CORE = [
     "holdd.core.rules.engine",
     "holdd.config.rulefiles",
     "holdd.core.rules.patterns",
-    "holdd.core.ledger",
+    "holdd.core.machine",
+    "holdd.core.hold_policy",
+    "holdd.core.virtual",
+    "holdd.core.records",
     "holdd.config.settings",
     "holdd.core.durations",
     "holdd.core.backoff",
     "holdd.config.toml",
 ]
-SHELL_ONLY = ("asyncio", "aiohttp", "websockets")
+SHELL_ONLY = ("asyncio", "aiohttp", "websockets", "sqlite3")
 
 
 def test_core_modules_import_no_io_libraries() -> None:

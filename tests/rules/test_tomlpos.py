@@ -91,7 +91,9 @@ def test_durations_both_ways(seconds: float, text: str) -> None:
 
 NEW_CORE = [
     "holdd.core.rules.driver",
-    "holdd.core.rules.replay",
+    "holdd.core.virtual",
+    "holdd.core.machine",
+    "holdd.core.hold_policy",
     "holdd.core.rules.index",
     "holdd.core.rules.schedule",
     "holdd.core.rules.cooldowns",

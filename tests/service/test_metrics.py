@@ -9,6 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from holdd import __version__
+from holdd.core.records import Claim, FinishClaim, PutClaim
 from holdd.core.states import CallState
 from holdd.io.metrics import Metrics
 from holdd.io.store.sqlite import StateDb
@@ -136,8 +137,11 @@ def test_calls_by_state_are_read_at_scrape_time() -> None:
 def test_the_state_database_feeds_the_write_histogram(tmp_path: Path) -> None:
     m = Metrics()
     with StateDb.open(tmp_path / "state.db", on_write=m.ledger_written) as db:
-        db.claim(1, "vip", "hold", 0.0)
-        db.finish(1, "vip", "hold", "held", 0.0)
-        db.claim(2, "vip", "hold", 0.0)
-    assert value(m, "holdd_ledger_write_seconds_count", op="claim") == 2
-    assert value(m, "holdd_ledger_write_seconds_count", op="finish") == 1
+        db.commit([PutClaim(Claim(1, "vip", "hold", 0.0))])
+        # One transaction, one observation, however many operations it holds.
+        db.commit(
+            [FinishClaim((1, "vip", "hold"), "held", 0.0), PutClaim(Claim(2, "vip", "hold", 0.0))]
+        )
+        db.prune(-1.0)
+    assert value(m, "holdd_ledger_write_seconds_count", op="commit") == 2
+    assert value(m, "holdd_ledger_write_seconds_count", op="prune") == 1

@@ -1,5 +1,5 @@
 """`holdd test FILE...`: rule test files, run on a virtual clock (shell: reads
-files, prints; the run itself is the core path of rules/replay.py).
+files, prints; the run itself is core/virtual.py: the daemon's machine on a virtual clock).
 
 A rule test file is TOML. It names the rules to load, a start clock, and any
 number of tests; each test is a timeline of notifications and the actions
@@ -73,10 +73,10 @@ from holdd.config.toml import Path as KeyPath
 from holdd.core.durations import format_duration, parse_duration
 from holdd.core.errors import ConfigError, Problem
 from holdd.core.events import DEFAULT_EVENT_NAMES, EventKind, decode, event_names
-from holdd.core.rules import RuleEngine, RuleSet
+from holdd.core.rules import RuleSet
 from holdd.core.rules.driver import Effect, Hold, NoHold, Pending, TimerKind, Unhold
 from holdd.core.rules.engine import Evaluation
-from holdd.core.rules.replay import Happened, Replay
+from holdd.core.virtual import Happened, VirtualRun
 
 # -- where the rules come from ---------------------------------------------------
 
@@ -510,7 +510,7 @@ class Outcome:
 
 
 def run_case(case: Case, rules: RuleSet, names: Mapping[str, EventKind]) -> Outcome:
-    replay = Replay(RuleEngine(rules), names, start=case.start)
+    replay = VirtualRun(rules, names, start=case.start)
     lines: list[str] = []
     shown = 0
 

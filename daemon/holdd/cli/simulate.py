@@ -1,6 +1,6 @@
 """`holdd simulate -c CONFIG EVENTS.jsonl`: replay recorded notifications
 through the rules on a virtual clock and print every decision; never calls
-the API (shell: reads files, prints; the run is rules/replay.py).
+the API (shell: reads files, prints; the run is core/virtual.py, the same machine as the daemon).
 
 EVENTS.jsonl holds one transport message a line: a notification object as the
 websocket or webhook delivers it (wrappers under params/data/args and arrays
@@ -46,9 +46,8 @@ import orjson
 from holdd.cli.ruletest import parse_clock, read_rule_config
 from holdd.core.durations import parse_duration
 from holdd.core.errors import ConfigError
-from holdd.core.rules import RuleEngine
 from holdd.core.rules.driver import Cancelled, Effect, Hold, NoHold, Pending, Unhold
-from holdd.core.rules.replay import Replay
+from holdd.core.virtual import VirtualRun
 
 _WRAPPERS = ("params", "data", "args")
 
@@ -174,7 +173,7 @@ def run_simulation(
         found = next((s for s in stamps if s is not None), None)
         origin = found if found is not None else (clock if clock is not None else time.time())
 
-    replay = Replay(RuleEngine(rules), source.names, start=origin)
+    replay = VirtualRun(rules, source.names, start=origin)
     counts: dict[str, int] = {}
     notifications = dropped = 0
     shown = 0

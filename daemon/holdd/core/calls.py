@@ -262,16 +262,16 @@ class CallTable:
             call.state = CallState.TALK
             call.updated_at = now
 
-    def sweep(self, now: float) -> int:
-        """Forget calls that ended more than `ended_ttl` ago; return how many."""
-        swept = 0
+    def sweep(self, now: float) -> list[int]:
+        """Forget calls that ended more than `ended_ttl` ago; return their ids."""
+        swept: list[int] = []
         while self._ended:
             csid, ended_at = next(iter(self._ended.items()))
             if now - ended_at < self.ended_ttl:
                 break
             del self._ended[csid]
             self._calls.pop(csid, None)
-            swept += 1
+            swept.append(csid)
         return swept
 
     def counts(self) -> dict[CallState, int]:

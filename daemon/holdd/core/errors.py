@@ -2,7 +2,7 @@
 
     HolddError
     ├── ConfigError            a config or rule file cannot be used (carries every Problem)
-    ├── StateDbError           the state database cannot be used (statedb.py)
+    ├── StateDbError           the state database cannot be used (io/store/sqlite.py)
     └── CallApiFailure         a Call API request did not succeed (callapi.py)
         ├── CallApiError       the API answered with a JSON-RPC error; one subclass
         │                      per policy (ServerFault, RequestRefused, TokenRejected,

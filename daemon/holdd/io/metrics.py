@@ -45,7 +45,7 @@ from holdd.core.states import CallState
 
 #: Stream outages: a blip, a reconnect with backoff, a real outage.
 _GAP_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
-#: SQLite commits with synchronous=FULL: ~0.15 ms median on an SSD (statedb.py).
+#: SQLite commits with synchronous=FULL: ~0.15 ms median on an SSD (io/store/sqlite.py).
 _WRITE_BUCKETS = (
     0.0001,
     0.00025,
@@ -163,6 +163,17 @@ class Metrics:
             buckets=_WRITE_BUCKETS,
             registry=r,
         )
+        self.store_commits = Counter(
+            "holdd_store_commits",
+            "Transactions committed to the state store (one per loop turn that changed state).",
+            registry=r,
+        )
+        self.retries = Counter(
+            "holdd_action_retries",
+            "Call API requests of an action sent again (or looked up), by action and reason.",
+            ["action", "reason"],
+            registry=r,
+        )
 
     # -- recording helpers (one per thing the daemon observes) ---------------
 
@@ -218,6 +229,9 @@ class Metrics:
             self.rules_reload_time.set(now)
             if rules is not None:
                 self.rules_loaded.set(rules)
+
+    def retried(self, action: str, reason: str) -> None:
+        self.retries.labels(action, reason).inc()
 
     def ledger_written(self, op: str, seconds: float) -> None:
         """`StateDb(on_write=metrics.ledger_written)`."""

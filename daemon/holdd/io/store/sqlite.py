@@ -4,7 +4,7 @@ remember across a reload or a restart (shell: stdlib sqlite3 on one file).
 One SQLite file (`[state] path`, under systemd `/var/lib/holdd/state.db` in the
 unit's StateDirectory) holds:
 
-- `claims`    the fired-once ledger (the `Ledger` protocol of ledger.py);
+- `claims`    the fired-once ledger (core/records.py `Claim`);
 - `calls`     when each call's current Talk episode began, so an `after` timer
               is measured from the real moment after a restart;
 - `timers`    pending `after` / `unhold` timers, re-armed on start;
@@ -13,27 +13,27 @@ unit's StateDirectory) holds:
 
 Settings follow ecosystem.md section 7.1: WAL (readers never wait for the
 writer, so `holdd explain` can read while the daemon runs), `synchronous=FULL`
-(every commit is fsynced: a hold is a business action and costs well under a
-millisecond here, see tests/service/test_statedb.py), `busy_timeout`, one
-connection owned by the daemon and used from the event loop thread. Every
-method is one short autocommit statement or one explicit transaction, so the
-loop is blocked for one fsync at most.
+(every commit is fsynced), `busy_timeout`, one connection owned by the
+daemon. Every write goes through `commit`: the store operations of one input
+(or of the inputs of one loop turn) in one transaction, one fsync.
 
 Crash safety of an action (spec section 6):
 
-1. `claim()` inserts the (call, rule, action) row with `INSERT ... ON CONFLICT
-   DO NOTHING` and the row is committed - fsynced - *before* the HTTP request
-   is sent. A second claim for the same key, from a duplicate notification, a
+1. a `PutClaim` inserts the (call, rule, action) row with `INSERT ... ON
+   CONFLICT DO NOTHING` and its transaction is committed - fsynced - *before*
+   the HTTP request is sent; `commit` reports a refused claim, whose request
+   is then never sent. A second claim for the same key, from a duplicate notification, a
    reconnect, a reload or a restarted process, finds the row and is refused.
 2. The request is sent.
-3. `finish()` records the result.
+3. a `FinishClaim` records the result.
 
 A crash between 1 and 3 leaves a claim without a result: the request may or
 may not have reached the API. On start, before anything is sent again,
-`pending_claims()` lists those rows; the daemon asks `list.calls` what became
-of each call and then either `resolve()`s the claim with what it found (the
-leg is on hold, the call is gone) or `release()`s it (the call is talking and
-not held: the request never took effect) so the action may be claimed again.
+`load()` gives those rows back to the machine; the first `list.calls` says
+what became of each call (core/recovery.py), and the claim is finished with
+what was found (the leg is on hold, the call is gone) or released (the call
+is talking and not held: the request never took effect) so the action may be
+claimed again.
 A crash before 1 loses nothing that was sent. Hence no action is ever sent
 twice for one claim, and none is re-sent without a check.
 
@@ -48,25 +48,40 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, assert_never
 
 import orjson
 
 from holdd.core.errors import HolddError
-from holdd.core.ledger import Claim
-
-# One vocabulary for timers: the rule driver's (core) is the one stored.
-from holdd.core.rules.driver import TimerKind
+from holdd.core.records import (
+    AddTrace,
+    CallRecord,
+    Claim,
+    ClaimKey,
+    DeleteCall,
+    DropTimer,
+    FinishClaim,
+    PutClaim,
+    PutTimer,
+    RecordCooldown,
+    ReleaseClaim,
+    Restored,
+    SaveCall,
+    StoreOp,
+    TraceEntry,
+    TraceKind,
+)
+from holdd.core.rules.driver import Timer, TimerKind
+from holdd.core.rules.patterns import digits
 from holdd.core.states import CallState
 
 #: The schema this holdd writes. Bump it and append a migration to change it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Rows older than this are pruned (the lead's default; see `StateDb.prune`).
 DEFAULT_RETENTION = 7 * 24 * 3600.0
@@ -126,46 +141,20 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    (
+        # What the machine remembers of a call beyond its state: the rules
+        # that acted on it and the episode they acted in; a timer's episode
+        # and mode (a restored timer keeps the mode it was armed with).
+        "ALTER TABLE calls ADD COLUMN fired TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE calls ADD COLUMN acted_episode INTEGER",
+        "ALTER TABLE timers ADD COLUMN episode INTEGER",
+        "ALTER TABLE timers ADD COLUMN shadow INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 
 class StateDbError(HolddError):
     """The state database cannot be opened or written."""
-
-
-class TraceKind(StrEnum):
-    EVENT = "event"
-    EVALUATION = "evaluation"
-    ACTION = "action"
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """What must survive a restart about one call."""
-
-    call_session_id: int
-    episode: int
-    talk_started_at: float | None
-    state: CallState
-    updated_at: float
-    #: The notification variables seen for the call (rules match on them).
-    fields: Mapping[str, str | int | None] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Timer:
-    kind: TimerKind
-    call_session_id: int
-    rule: str
-    due_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class TraceEntry:
-    call_session_id: int
-    at: float
-    kind: TraceKind
-    payload: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,20 +172,16 @@ class Pruned:
         return self.claims + self.calls + self.timers + self.traces + self.cooldowns
 
 
-#: Called after every write with its name and how long it blocked, in seconds
-#: (the `holdd_ledger_write_seconds` histogram of metrics.py).
+#: Called after every transaction with its name and how long it took, in
+#: seconds (the `holdd_ledger_write_seconds` histogram of metrics.py).
 WriteObserver = Callable[[str, float], None]
 
 
-def _digits(contact: str) -> str:
-    # Numbers are compared as digits only (spec section 5).
-    return "".join(ch for ch in contact if ch.isdigit())
-
-
 class StateDb:
-    """One connection to the state database, used from one thread (the loop's).
+    """One connection to the state database (the `Store` of io/store/base.py).
 
-    Implements the `Ledger` protocol of ledger.py. Open with `StateDb.open`.
+    Writes come only through `commit`: the store operations of one input (or
+    of one loop turn) in one transaction, fsynced before it returns.
     """
 
     def __init__(
@@ -205,6 +190,8 @@ class StateDb:
         self._conn = conn
         self.path = path
         self.on_write = on_write
+        #: Transactions committed since opening (`make bench` counts them).
+        self.commits = 0
 
     # -- opening -------------------------------------------------------------
 
@@ -253,182 +240,85 @@ class StateDb:
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
-    # -- the fired-once ledger (Ledger protocol) ----------------------------
+    # -- writing: one transaction per call -------------------------------------
 
-    def claim(self, call_session_id: int, rule: str, action: str, now: float) -> bool:
-        """True when this (call, rule, action) was not claimed before.
+    def commit(self, ops: Sequence[StoreOp]) -> set[ClaimKey]:
+        """Write `ops` in one transaction; return the claims it refused
+        (their key was claimed before): their requests must not be sent."""
+        refused: set[ClaimKey] = set()
+        if not ops:
+            return refused
+        with self._transaction("commit"):
+            execute = self._conn.execute
+            for op in ops:
+                sql, params = _statement(op)
+                cur = execute(sql, params)
+                if isinstance(op, PutClaim) and cur.rowcount != 1:
+                    refused.add(op.claim.key)
+        self.commits += 1
+        return refused
 
-        The row is committed (fsynced, synchronous=FULL) when this returns:
-        only then may the request be sent.
-        """
-        cur = self._write(
-            "claim",
-            "INSERT INTO claims (call_session_id, rule, action, claimed_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            (call_session_id, rule, action, now),
+    # -- reading ----------------------------------------------------------------
+
+    def load(self, *, cooldowns_since: float) -> Restored:
+        """What the machine needs back at start (core/records.py `Restored`)."""
+        calls = self.load_calls()
+        episodes = {c.call_session_id: c.episode for c in calls}
+        claims = [
+            c
+            for c in self._claims(
+                "WHERE call_session_id IN (SELECT call_session_id FROM calls)", ()
+            )
+        ]
+        timers = [
+            t if t.episode >= 0 else _with_episode(t, episodes.get(t.call_session_id, 0))
+            for t in self.timers()
+        ]
+        cooldowns = self._read(
+            "SELECT rule, contact, fired_at FROM cooldowns WHERE fired_at >= ?",
+            (cooldowns_since,),
         )
-        return cur.rowcount == 1
-
-    def finish(self, call_session_id: int, rule: str, action: str, result: str, now: float) -> None:
-        """Record the outcome of a claimed action."""
-        self._write(
-            "finish",
-            "UPDATE claims SET result = ?, finished_at = ?"
-            " WHERE call_session_id = ? AND rule = ? AND action = ?",
-            (result, now, call_session_id, rule, action),
-        )
-
-    def pending_claims(self) -> list[Claim]:
-        """Claims without a result: requests whose outcome a crash left unknown."""
-        rows = self._read(
-            "SELECT call_session_id, rule, action, claimed_at FROM claims"
-            " WHERE result IS NULL ORDER BY claimed_at, call_session_id, rule, action",
-            (),
-        )
-        return [Claim(csid, rule, action, claimed_at) for csid, rule, action, claimed_at in rows]
-
-    def resolve(
-        self, call_session_id: int, rule: str, action: str, result: str, now: float
-    ) -> bool:
-        """Give a pending claim the result found by checking (e.g. "held", "ended").
-
-        The claim stays, so the action is never claimed again. False when the
-        claim was not pending (already finished, or never made).
-        """
-        cur = self._write(
-            "resolve",
-            "UPDATE claims SET result = ?, finished_at = ?"
-            " WHERE call_session_id = ? AND rule = ? AND action = ? AND result IS NULL",
-            (result, now, call_session_id, rule, action),
-        )
-        return cur.rowcount == 1
-
-    def release(self, call_session_id: int, rule: str, action: str) -> bool:
-        """Drop a pending claim whose request provably took no effect, so the
-        action may be claimed (and sent) again. False when it was not pending."""
-        cur = self._write(
-            "release",
-            "DELETE FROM claims"
-            " WHERE call_session_id = ? AND rule = ? AND action = ? AND result IS NULL",
-            (call_session_id, rule, action),
-        )
-        return cur.rowcount == 1
-
-    def claims(self, call_session_id: int) -> list[Claim]:
-        """Every claim made for one call, oldest first (for `holdd explain`)."""
-        rows = self._read(
-            "SELECT call_session_id, rule, action, claimed_at, result, finished_at FROM claims"
-            " WHERE call_session_id = ? ORDER BY claimed_at, rule, action",
-            (call_session_id,),
-        )
-        return [Claim(*row) for row in rows]
-
-    # -- calls: when the current Talk episode began ---------------------------
-
-    def save_call(self, record: CallRecord) -> None:
-        """Insert or replace what is kept about one call."""
-        self._write(
-            "save_call",
-            "INSERT INTO calls"
-            " (call_session_id, episode, talk_started_at, state, updated_at, fields)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (call_session_id) DO UPDATE SET episode = excluded.episode,"
-            " talk_started_at = excluded.talk_started_at, state = excluded.state,"
-            " updated_at = excluded.updated_at, fields = excluded.fields",
-            (
-                record.call_session_id,
-                record.episode,
-                record.talk_started_at,
-                record.state.value,
-                record.updated_at,
-                _json(record.fields),
-            ),
-        )
+        return Restored(calls, timers, claims, [(r, c, float(at)) for r, c, at in cooldowns])
 
     def load_calls(self) -> list[CallRecord]:
         rows = self._read(
-            "SELECT call_session_id, episode, talk_started_at, state, updated_at, fields"
-            " FROM calls ORDER BY call_session_id",
+            "SELECT call_session_id, episode, talk_started_at, state, updated_at, fields,"
+            " fired, acted_episode FROM calls ORDER BY call_session_id",
             (),
         )
         return [
-            CallRecord(csid, episode, started, CallState(state), updated, orjson.loads(fields))
-            for csid, episode, started, state, updated, fields in rows
+            CallRecord(
+                csid,
+                episode,
+                started,
+                CallState(state),
+                updated,
+                orjson.loads(fields),
+                tuple(orjson.loads(fired)),
+                acted,
+            )
+            for csid, episode, started, state, updated, fields, fired, acted in rows
         ]
 
-    def delete_call(self, call_session_id: int) -> bool:
-        cur = self._write(
-            "delete_call", "DELETE FROM calls WHERE call_session_id = ?", (call_session_id,)
-        )
-        return cur.rowcount == 1
-
-    # -- timers ----------------------------------------------------------------
-
-    def add_timer(self, timer: Timer) -> None:
-        """Insert a timer, or move an existing one (same kind, call, rule) to `due_at`."""
-        self._write(
-            "add_timer",
-            "INSERT INTO timers (kind, call_session_id, rule, due_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (kind, call_session_id, rule) DO UPDATE SET due_at = excluded.due_at",
-            (timer.kind.value, timer.call_session_id, timer.rule, timer.due_at),
-        )
-
-    def remove_timer(self, kind: TimerKind, call_session_id: int, rule: str) -> bool:
-        cur = self._write(
-            "remove_timer",
-            "DELETE FROM timers WHERE kind = ? AND call_session_id = ? AND rule = ?",
-            (kind.value, call_session_id, rule),
-        )
-        return cur.rowcount == 1
-
-    def remove_timers(self, call_session_id: int, kind: TimerKind | None = None) -> int:
-        """Drop every timer of a call (of one kind, if given): it left TALK or ended."""
-        if kind is None:
-            cur = self._write(
-                "remove_timer",
-                "DELETE FROM timers WHERE call_session_id = ?",
-                (call_session_id,),
-            )
-        else:
-            cur = self._write(
-                "remove_timer",
-                "DELETE FROM timers WHERE call_session_id = ? AND kind = ?",
-                (call_session_id, kind.value),
-            )
-        return cur.rowcount
-
     def timers(self) -> list[Timer]:
-        """Every pending timer, soonest first."""
+        """Every pending timer, soonest first (episode -1: written by schema 1)."""
         rows = self._read(
-            "SELECT kind, call_session_id, rule, due_at FROM timers"
+            "SELECT kind, call_session_id, rule, due_at, episode, shadow FROM timers"
             " ORDER BY due_at, call_session_id, kind, rule",
             (),
         )
-        return [Timer(TimerKind(kind), csid, rule, due_at) for kind, csid, rule, due_at in rows]
+        return [
+            Timer(TimerKind(kind), csid, rule, due_at, -1 if ep is None else ep, bool(shadow))
+            for kind, csid, rule, due_at, ep, shadow in rows
+        ]
 
-    # -- decision traces -------------------------------------------------------
+    def pending_claims(self) -> list[Claim]:
+        """Claims without a result: requests whose outcome a crash left unknown."""
+        return self._claims("WHERE result IS NULL", ())
 
-    def add_trace(
-        self, call_session_id: int, kind: TraceKind, payload: Mapping[str, Any], at: float
-    ) -> None:
-        """Append one step of a call's decision trace."""
-        self._write(
-            "add_trace",
-            "INSERT INTO traces (call_session_id, at, kind, payload) VALUES (?, ?, ?, ?)",
-            (call_session_id, at, kind.value, _json(payload)),
-        )
-
-    def add_traces(self, entries: Iterable[TraceEntry]) -> int:
-        """Append several trace steps in one transaction (one fsync); return how many."""
-        rows = [(e.call_session_id, e.at, e.kind.value, _json(e.payload)) for e in entries]
-        if not rows:
-            return 0
-        with self._transaction("add_traces"):
-            self._conn.executemany(
-                "INSERT INTO traces (call_session_id, at, kind, payload) VALUES (?, ?, ?, ?)",
-                rows,
-            )
-        return len(rows)
+    def claims(self, call_session_id: int) -> list[Claim]:
+        """Every claim made for one call, oldest first (for `holdd explain`)."""
+        return self._claims("WHERE call_session_id = ?", (call_session_id,))
 
     def trace(self, call_session_id: int) -> list[TraceEntry]:
         """One call's trace in the order it was written."""
@@ -442,24 +332,21 @@ class StateDb:
             for csid, at, kind, payload in rows
         ]
 
-    # -- cooldowns ------------------------------------------------------------
-
-    def record_cooldown(self, rule: str, contact: str, fired_at: float) -> None:
-        """`rule` fired for `contact` (compared as digits) at `fired_at`; the latest wins."""
-        self._write(
-            "record_cooldown",
-            "INSERT INTO cooldowns (rule, contact, fired_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (rule, contact) DO UPDATE"
-            " SET fired_at = max(fired_at, excluded.fired_at)",
-            (rule, _digits(contact), fired_at),
-        )
-
     def last_fired(self, rule: str, contact: str) -> float | None:
         rows = self._read(
             "SELECT fired_at FROM cooldowns WHERE rule = ? AND contact = ?",
-            (rule, _digits(contact)),
+            (rule, digits(contact)),
         )
         return float(rows[0][0]) if rows else None
+
+    def _claims(self, where: str, params: tuple[object, ...]) -> list[Claim]:
+        rows = self._read(
+            "SELECT call_session_id, rule, action, claimed_at, result, finished_at FROM claims "  # noqa: S608 - `where` is one of our constants
+            + where
+            + " ORDER BY claimed_at, call_session_id, rule, action",
+            params,
+        )
+        return [Claim(*row) for row in rows]
 
     # -- housekeeping ---------------------------------------------------------
 
@@ -472,11 +359,8 @@ class StateDb:
         before `before`. Cooldowns use `cooldowns_before` (default `before`):
         pass `now - max(retention, longest cooldown)` so pruning never shortens
         a cooldown. A pending claim that old belongs to a call long over.
-
-        The transaction holds SQLite's one write lock, and 100,000 rows take
-        about 0.2 s here. From the event loop, pass `batch` (at most that many
-        rows per table) and call again, yielding in between, until
-        `Pruned.total` is 0.
+        Pass `batch` (at most that many rows per table) and call again until
+        `Pruned.total` is 0, to keep each transaction short.
         """
         cool = before if cooldowns_before is None else cooldowns_before
         limit = -1 if batch is None else batch  # LIMIT -1: no limit
@@ -504,16 +388,6 @@ class StateDb:
 
     # -- plumbing -------------------------------------------------------------
 
-    def _write(self, op: str, sql: str, params: tuple[object, ...]) -> sqlite3.Cursor:
-        start = time.perf_counter()
-        try:
-            cur = self._conn.execute(sql, params)  # autocommit: committed on return
-        except sqlite3.Error as exc:
-            raise StateDbError(f"state database {self.path}: {op} failed: {exc}") from exc
-        if self.on_write is not None:
-            self.on_write(op, time.perf_counter() - start)
-        return cur
-
     def _read(self, sql: str, params: tuple[object, ...]) -> list[Any]:
         try:
             return self._conn.execute(sql, params).fetchall()
@@ -540,6 +414,81 @@ class StateDb:
             raise
         if self.on_write is not None:
             self.on_write(op, time.perf_counter() - start)
+
+
+def _with_episode(timer: Timer, episode: int) -> Timer:
+    return Timer(timer.kind, timer.call_session_id, timer.rule, timer.due_at, episode, timer.shadow)
+
+
+def _statement(op: StoreOp) -> tuple[str, tuple[object, ...]]:
+    """The SQL of one store operation."""
+    if isinstance(op, AddTrace):
+        e = op.entry
+        return _ADD_TRACE, (e.call_session_id, e.at, e.kind.value, _json(e.payload))
+    if isinstance(op, SaveCall):
+        r = op.record
+        return _SAVE_CALL, (
+            r.call_session_id,
+            r.episode,
+            r.talk_started_at,
+            r.state.value,
+            r.updated_at,
+            _json(r.fields),
+            orjson.dumps(list(r.fired)).decode(),
+            r.acted_episode,
+        )
+    if isinstance(op, PutClaim):
+        c = op.claim
+        return _PUT_CLAIM, (c.call_session_id, c.rule, c.action, c.claimed_at)
+    if isinstance(op, FinishClaim):
+        return _FINISH_CLAIM, (op.result, op.at, *op.key)
+    if isinstance(op, ReleaseClaim):
+        return _RELEASE_CLAIM, op.key
+    if isinstance(op, PutTimer):
+        t = op.timer
+        return _PUT_TIMER, (t.kind.value, t.call_session_id, t.rule, t.due_at, t.episode, t.shadow)
+    if isinstance(op, DropTimer):
+        return _DROP_TIMER, (op.kind.value, op.call_session_id)
+    if isinstance(op, DeleteCall):
+        return _DELETE_CALL, (op.call_session_id,)
+    if isinstance(op, RecordCooldown):
+        return _RECORD_COOLDOWN, (op.rule, digits(op.contact), op.at)
+    assert_never(op)
+
+
+_ADD_TRACE = "INSERT INTO traces (call_session_id, at, kind, payload) VALUES (?, ?, ?, ?)"
+_SAVE_CALL = (
+    "INSERT INTO calls (call_session_id, episode, talk_started_at, state, updated_at, fields,"
+    " fired, acted_episode) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (call_session_id) DO UPDATE SET episode = excluded.episode,"
+    " talk_started_at = excluded.talk_started_at, state = excluded.state,"
+    " updated_at = excluded.updated_at, fields = excluded.fields, fired = excluded.fired,"
+    " acted_episode = excluded.acted_episode"
+)
+_PUT_CLAIM = (
+    "INSERT INTO claims (call_session_id, rule, action, claimed_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT DO NOTHING"
+)
+_FINISH_CLAIM = (
+    "UPDATE claims SET result = ?, finished_at = ?"
+    " WHERE call_session_id = ? AND rule = ? AND action = ?"
+)
+_RELEASE_CLAIM = (
+    "DELETE FROM claims WHERE call_session_id = ? AND rule = ? AND action = ? AND result IS NULL"
+)
+# A call has at most one timer of each kind (core/rules/driver.py Timer.key).
+_PUT_TIMER = (
+    "INSERT INTO timers (kind, call_session_id, rule, due_at, episode, shadow)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (kind, call_session_id, rule) DO UPDATE SET due_at = excluded.due_at,"
+    " episode = excluded.episode, shadow = excluded.shadow"
+)
+_DROP_TIMER = "DELETE FROM timers WHERE kind = ? AND call_session_id = ?"
+_DELETE_CALL = "DELETE FROM calls WHERE call_session_id = ?"
+_RECORD_COOLDOWN = (
+    "INSERT INTO cooldowns (rule, contact, fired_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (rule, contact) DO UPDATE SET fired_at = max(fired_at, excluded.fired_at)"
+)
 
 
 def _json(payload: Mapping[str, Any]) -> str:

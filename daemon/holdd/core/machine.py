@@ -1,0 +1,556 @@
+"""The machine: every decision holdd makes, fed with inputs, drained of
+commands (core: no I/O, no clock; `now` is an argument).
+
+It owns the call table, the rule driver (rules, pending timers, cooldowns)
+and the claims of the fired-once ledger. Inputs (each a method returning
+`Commands`):
+
+    restore(state)              what the store kept, at start
+    notifications(decoded)      one transport message, decoded
+    snapshot(active, taken_at)  a `list.calls` listing (resync)
+    timer_due(timer)            a timer the machine armed came due
+    hold_settled(decision, v)   what became of a hold it asked to send
+    unhold_settled(...)         ... of an unhold
+    claim_refused(key)          the store already held that claim
+    reload(rules)               a new rule set (validated by the shell)
+    sweep()                     forget calls that ended long ago
+
+`holdd run` (io/daemon.py), `holdd test` and `holdd simulate` (core/virtual.py)
+and `holdd demo` all drive this one class; recovery after a restart is the
+restored state fed to it, then the first snapshot (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from holdd.core.calls import ActiveSession, Call, CallChange, CallTable, ChangeKind
+from holdd.core.commands import Arm, Commands, Disarm, Outcome, SendHold, SendUnhold
+from holdd.core.events import Decoded, EventKind
+from holdd.core.hold_policy import Result, Verdict
+from holdd.core.records import (
+    AddTrace,
+    CallRecord,
+    Claim,
+    ClaimKey,
+    DeleteCall,
+    DropTimer,
+    FinishClaim,
+    PutClaim,
+    PutTimer,
+    RecordCooldown,
+    ReleaseClaim,
+    Restored,
+    SaveCall,
+    TraceEntry,
+    TraceKind,
+)
+from holdd.core.recovery import settle_claims
+from holdd.core.rules.cooldowns import Cooldowns
+from holdd.core.rules.driver import (
+    Agenda,
+    Cancelled,
+    Effect,
+    Hold,
+    NoHold,
+    Pending,
+    RuleDriver,
+    Timer,
+    TimerKind,
+    Unhold,
+)
+from holdd.core.rules.engine import Decision, Evaluation, RuleEngine
+from holdd.core.rules.model import Rule, RuleSet
+from holdd.core.rules.patterns import digits
+from holdd.core.states import TALKING, CallState
+from holdd.core.throttle import Throttle
+from holdd.core.verdicts import describe_hold, describe_unhold
+
+_CHANGE_EVENTS = {
+    ChangeKind.TALK_ENTERED: "call_talk_started",
+    ChangeKind.TALK_LEFT: "call_talk_finished",
+    ChangeKind.ENDED: "call_ended",
+}
+
+
+class Machine:
+    def __init__(
+        self, rules: RuleSet, names: Mapping[str, EventKind], *, ended_ttl: float = 600.0
+    ) -> None:
+        self.names = names
+        self.table = CallTable(ended_ttl)
+        self.cooldowns = Cooldowns()
+        self.driver = RuleDriver(RuleEngine(rules), Agenda(cooldowns=self.cooldowns))
+        self._rules: dict[str, Rule] = rules.by_name()
+        #: Claims of the calls in the table, by key.
+        self.claims: dict[ClaimKey, Claim] = {}
+        #: Claims a crash left without a result: settled by the first snapshot.
+        self.unsettled: list[Claim] = []
+        #: Calls put back by `restore`, until the first snapshot.
+        self._restored: set[int] = set()
+        self.resynced = False
+        #: Per call: the last evaluation and the last hold outcome (demo, tests).
+        self.evaluations: dict[int, Evaluation] = {}
+        self.outcomes: dict[int, Outcome] = {}
+        self._drops = Throttle(per=10.0, burst=5)
+        self._unknown_names: set[str] = set()
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.driver.engine.rules
+
+    # -- inputs ------------------------------------------------------------------
+
+    def restore(self, state: Restored, now: float) -> Commands:
+        out = Commands()
+        for record in state.calls:
+            call = self.table.restore(
+                record.call_session_id,
+                record.state,
+                record.episode,
+                record.talk_started_at,
+                now,
+                record.fields,
+            )
+            call.fired.update(record.fired)
+            if record.acted_episode is not None:
+                self.driver.agenda.acted[call.call_session_id] = record.acted_episode
+            self._restored.add(call.call_session_id)
+        for claim in state.claims:
+            self.claims[claim.key] = claim
+            if claim.result is None:
+                self.unsettled.append(claim)
+        for rule, contact, at in state.cooldowns:
+            self.cooldowns.record_cooldown(rule, contact, at)
+        timers = 0
+        for timer in state.timers:
+            if self.table.get(timer.call_session_id) is None or timer.rule not in self._rules:
+                out.persist.append(DropTimer(timer.kind, timer.call_session_id))
+                continue
+            self.driver.agenda.timers[timer.key] = timer
+            timers += 1
+        if state.calls or timers:
+            out.log("info", "state_restored", calls=len(state.calls), timers=timers)
+        return out
+
+    def notifications(self, decoded: Decoded, source: str, now: float) -> Commands:
+        out = Commands()
+        for rejection in decoded.rejections:
+            reason = rejection.reason.value
+            out.count("notification", "unknown", reason)
+            held_back = self._drops.allow(reason, now)
+            if held_back is not None:
+                out.log(
+                    "warning",
+                    "notification_dropped",
+                    reason=reason,
+                    detail=rejection.detail,
+                    call_session_id=rejection.call_session_id,
+                    source=source,
+                    held_back=held_back,
+                )
+        for name in getattr(decoded, "unknown_names", ()):
+            out.count("unknown_name", name)
+            if name not in self._unknown_names:
+                self._unknown_names.add(name)
+                out.log(
+                    "warning",
+                    "notification_name_unknown",
+                    name=name,
+                    source=source,
+                    hint='map it to an event kind in [notify] events, e.g. "NAME" = "talk_started"',
+                )
+        for n in decoded.notifications:
+            out.count("notification", n.kind.value, "")
+            out.log(
+                "debug",
+                "notification_received",
+                call_session_id=n.call_session_id,
+                kind=n.kind.value,
+                state=n.state,
+                source=source,
+            )
+            for change in self.table.apply(n, now):
+                self._on_change(change, now, out)
+        return out
+
+    def snapshot(self, active: Iterable[ActiveSession], taken_at: float, now: float) -> Commands:
+        out = Commands()
+        listed = list(active)
+        changes = self.table.reconcile(listed, taken_at, now)
+        # Claims a crash left open are settled before any rule runs, so a
+        # released claim can be taken again by the changes below.
+        recheck = settle_claims(self, listed, now, out) if self.unsettled else []
+        out.log(
+            "info",
+            "resync_done",
+            listed=len(listed),
+            talk_found=sum(c.kind is ChangeKind.TALK_ENTERED for c in changes),
+            ended=sum(c.kind is ChangeKind.ENDED for c in changes),
+            known=len(self.table),
+        )
+        for change in changes:
+            self._on_change(change, now, out)
+        entered = {c.call.call_session_id for c in changes if c.kind is ChangeKind.TALK_ENTERED}
+        recheck += self._orphans(entered)
+        for call in {c.call_session_id: c for c in recheck}.values():
+            if call.call_session_id not in entered and call.state is CallState.TALK:
+                # Still in the Talk episode a crash interrupted: the rules act
+                # on it again (the ledger refuses any rule that did act).
+                self._on_change(CallChange(ChangeKind.TALK_ENTERED, call, "recovery"), now, out)
+        if not self.resynced:
+            # Timers restored from the store wait for the first listing, so
+            # that they see the calls as they are now, not as they were.
+            self.resynced = True
+            out.timers.extend(Arm(t) for t in self.driver.agenda.timers.values())
+        return out
+
+    def timer_due(self, timer: Timer, now: float) -> Commands:
+        out = Commands()
+        if self.driver.agenda.timers.get(timer.key) != timer:
+            return out  # disarmed or replaced since it was armed
+        out.persist.append(DropTimer(timer.kind, timer.call_session_id))
+        call = self.table.get(timer.call_session_id)
+        self._effects(self.driver.on_timer(timer, call, now), now, out)
+        return out
+
+    def hold_settled(
+        self, decision: Decision, verdict: Verdict, now: float, *, held_since: float | None = None
+    ) -> Commands:
+        """What became of a hold; `held_since` when it took earlier than `now`
+        (a restart found it held: it took when it was claimed)."""
+        out = Commands()
+        csid = decision.call_session_id
+        rule = decision.rule.name
+        key = (csid, rule, "hold")
+        result = verdict.result
+        recorded = result.value if result is Result.HELD else (verdict.mnemonic or result.value)
+        self._finish(key, recorded, now, out)
+        call = self.table.get(csid)
+        level, event, fields = describe_hold(decision, verdict)
+        out.log(level, event, call_session_id=csid, rule=rule, **fields)
+        if result is Result.HELD and call is not None:
+            if call.state in TALKING:
+                self.table.held(csid, now)
+            self._commit(call, decision, now if held_since is None else held_since, out)
+        elif result is Result.CALL_GONE and call is not None:
+            # Section 5 call_session_not_found: the session is over.
+            for change in self.table.move(call, CallState.ENDED, now, source="callapi"):
+                self._on_change(change, now, out)
+        out.count("action", "hold", result.value, verdict.mnemonic or "")
+        message = decision.message
+        self._trace(
+            csid,
+            TraceKind.ACTION,
+            {
+                "rule": rule,
+                "action": "hold",
+                "result": result.value,
+                "mnemonic": verdict.mnemonic,
+                "message": {"type": message.type, "value": message.value},
+            },
+            now,
+            out,
+        )
+        self.outcomes[csid] = Outcome(
+            csid,
+            rule,
+            message,
+            result.value,
+            verdict.mnemonic,
+            verdict.attempts,
+            verdict.confirmed_by,
+        )
+        return out
+
+    def unhold_settled(
+        self, call_session_id: int, rule: str, verdict: Verdict, now: float
+    ) -> Commands:
+        out = Commands()
+        result = verdict.result
+        self._finish((call_session_id, rule, "unhold"), result.value, now, out)
+        level, event, fields = describe_unhold(verdict)
+        out.log(level, event, call_session_id=call_session_id, rule=rule, **fields)
+        call = self.table.get(call_session_id)
+        if call is not None:
+            if result is Result.UNHELD:
+                self.table.unheld(call_session_id, now)
+                self._save(call, out)
+            elif result is Result.CALL_GONE:
+                for change in self.table.move(call, CallState.ENDED, now, source="callapi"):
+                    self._on_change(change, now, out)
+        out.count("action", "unhold", result.value, "")
+        payload = {"rule": rule, "action": "unhold", "result": result.value}
+        self._trace(call_session_id, TraceKind.ACTION, payload, now, out)
+        return out
+
+    def claim_refused(self, key: ClaimKey, now: float) -> Commands:
+        """The store already held this claim (the call was forgotten here, or
+        another instance claimed it): nothing is sent."""
+        out = Commands()
+        csid, rule, action = key
+        self.claims[key] = Claim(csid, rule, action, now, result="claimed_before")
+        event = "unhold_skipped" if action == "unhold" else "hold_skipped"
+        out.log("info", event, call_session_id=csid, rule=rule, reason="already_claimed")
+        return out
+
+    def reload(self, rules: RuleSet, now: float) -> Commands:
+        """Swap the rules; pending timers, cooldowns and claims are kept."""
+        out = Commands()
+        old, new = self._rules, rules.by_name()
+        self.driver.engine = RuleEngine(rules)
+        self._rules = new
+        out.log(
+            "info",
+            "rules_reloaded",
+            rules=len(rules.rules),
+            files=len(rules.files),
+            added=sorted(new.keys() - old.keys()),
+            removed=sorted(old.keys() - new.keys()),
+            changed=sorted(n for n in new.keys() & old.keys() if new[n] != old[n]),
+        )
+        return out
+
+    def sweep(self, now: float) -> list[int]:
+        """Forget calls that ended more than the table's TTL ago."""
+        swept = self.table.sweep(now)
+        if swept:
+            gone = set(swept)
+            for key in [k for k in self.claims if k[0] in gone]:
+                del self.claims[key]
+            for csid in swept:
+                self.evaluations.pop(csid, None)
+                self.outcomes.pop(csid, None)
+                self.driver.agenda.acted.pop(csid, None)
+        return swept
+
+    # -- what a change and an effect do -------------------------------------------
+
+    def _on_change(self, change: CallChange, now: float, out: Commands) -> None:
+        call = change.call
+        out.log(
+            "info",
+            _CHANGE_EVENTS[change.kind],
+            call_session_id=call.call_session_id,
+            episode=call.episode,
+            source=change.source,
+            direction=call.fields.get("direction"),
+        )
+        payload = {
+            "change": change.kind.value,
+            "source": change.source,
+            "episode": call.episode,
+            "state": call.state.value,
+        }
+        self._trace(call.call_session_id, TraceKind.EVENT, payload, now, out)
+        if change.kind is ChangeKind.ENDED:
+            out.persist.append(DeleteCall(call.call_session_id))
+        else:
+            self._save(call, out)
+        self._effects(self.driver.on_change(change, now), now, out)
+
+    def _effects(self, effects: list[Effect], now: float, out: Commands) -> None:
+        for effect in effects:
+            out.effects.append((effect.at, effect))
+            csid = effect.call_session_id
+            if isinstance(effect, Hold | Pending | NoHold):
+                self._evaluated(effect.evaluation, now, out)
+            if isinstance(effect, Hold):
+                self._hold(effect.decision, now, out)
+            elif isinstance(effect, Pending):
+                timer = effect.timer
+                out.persist.append(PutTimer(timer))
+                out.timers.append(Arm(timer))
+                due_in = round(max(0.0, timer.due_at - now), 3)
+                out.log(
+                    "info", "rule_pending", call_session_id=csid, rule=timer.rule, due_in=due_in
+                )
+            elif isinstance(effect, Unhold):
+                self._unhold(effect.timer, now, out)
+            elif isinstance(effect, Cancelled):
+                timer = effect.timer
+                out.persist.append(DropTimer(timer.kind, csid))
+                out.timers.append(Disarm(timer))
+                out.log(
+                    "info",
+                    "timer_cancelled",
+                    call_session_id=csid,
+                    rule=timer.rule,
+                    timer=timer.kind.value,
+                    reason=effect.reason,
+                )
+
+    def _hold(self, decision: Decision, now: float, out: Commands) -> None:
+        csid = decision.call_session_id
+        rule = decision.rule.name
+        out.count("rule_matched", rule)
+        action = "would_hold" if decision.shadow else "hold"
+        if not self._claim((csid, rule, action), now, out):
+            out.log(
+                "info", "hold_skipped", call_session_id=csid, rule=rule, reason="already_claimed"
+            )
+            return
+        call = self.table.get(csid)
+        if call is not None:
+            call.fired.add(rule)
+        if not decision.shadow:
+            out.sends.append(SendHold(decision))
+            return
+        message = decision.message
+        out.log(
+            "info",
+            "would_hold",
+            call_session_id=csid,
+            rule=rule,
+            message_type=message.type,
+            message_value=message.value,
+            episode=decision.episode,
+        )
+        self._finish((csid, rule, action), "shadow", now, out)
+        if call is not None:
+            self._commit(call, decision, now, out)
+        out.count("action", "would_hold", Result.WOULD_HOLD.value, "")
+        self.outcomes[csid] = Outcome(csid, rule, message, Result.WOULD_HOLD.value)
+
+    def _unhold(self, timer: Timer, now: float, out: Commands) -> None:
+        csid = timer.call_session_id
+        action = "would_unhold" if timer.shadow else "unhold"
+        if not self._claim((csid, timer.rule, action), now, out):
+            out.log(
+                "info",
+                "unhold_skipped",
+                call_session_id=csid,
+                rule=timer.rule,
+                reason="already_claimed",
+            )
+            return
+        if not timer.shadow:
+            out.sends.append(SendUnhold(csid, timer.rule, timer.episode))
+            return
+        out.log("info", "would_unhold", call_session_id=csid, rule=timer.rule)
+        self._finish((csid, timer.rule, action), "shadow", now, out)
+
+    def _commit(self, call: Call, decision: Decision, at: float, out: Commands) -> None:
+        """A hold took (or was logged in shadow mode) at `at`: one rule has
+        acted in this episode; its cooldown and unhold_after follow."""
+        unhold = self.driver.commit(call, decision, at)
+        if decision.rule.cooldown is not None:
+            out.persist.append(RecordCooldown(decision.rule.name, decision.contact, at))
+        if unhold is not None:
+            out.persist.append(PutTimer(unhold))
+            out.timers.append(Arm(unhold))
+        self._save(call, out)
+
+    def _evaluated(self, evaluation: Evaluation, now: float, out: Commands) -> None:
+        csid = evaluation.call_session_id
+        self.evaluations[csid] = evaluation
+        trace = [t.as_dict() for t in evaluation.trace]
+        decision = evaluation.decision
+        rule = decision.rule.name if decision else evaluation.rule
+        payload = {"trace": trace, "error": evaluation.error, "rule": rule}
+        self._trace(csid, TraceKind.EVALUATION, payload, now, out)
+        if evaluation.error is not None:
+            out.log(
+                "error",
+                "hold_skipped",
+                call_session_id=csid,
+                rule=evaluation.rule,
+                reason=evaluation.error,
+                trace=trace,
+            )
+        elif decision is None:
+            out.log("info", "no_rule_matched", call_session_id=csid, trace=trace)
+        else:
+            mode = decision.rule.mode.value
+            out.log("info", "rule_matched", call_session_id=csid, rule=rule, mode=mode, trace=trace)
+
+    # -- claims, calls, traces ---------------------------------------------------
+
+    def _claim(self, key: ClaimKey, now: float, out: Commands) -> bool:
+        if key in self.claims:
+            return False
+        claim = Claim(key[0], key[1], key[2], now)
+        self.claims[key] = claim
+        out.persist.append(PutClaim(claim))
+        return True
+
+    def _finish(self, key: ClaimKey, result: str, now: float, out: Commands) -> None:
+        claim = self.claims.get(key)
+        if claim is not None:
+            claim.result = result
+            claim.finished_at = now
+        out.persist.append(FinishClaim(key, result, now))
+
+    def _release(self, key: ClaimKey, out: Commands) -> None:
+        self.claims.pop(key, None)
+        out.persist.append(ReleaseClaim(key))
+
+    def _save(self, call: Call, out: Commands) -> None:
+        csid = call.call_session_id
+        out.persist.append(
+            SaveCall(
+                CallRecord(
+                    csid,
+                    call.episode,
+                    call.talk_started_at,
+                    call.state,
+                    call.updated_at,
+                    dict(call.fields),
+                    tuple(sorted(call.fired)),
+                    self.driver.agenda.acted.get(csid),
+                )
+            )
+        )
+
+    def _trace(
+        self, csid: int, kind: TraceKind, payload: Mapping[str, object], now: float, out: Commands
+    ) -> None:
+        out.persist.append(AddTrace(TraceEntry(csid, now, kind, payload)))
+
+    def _orphans(self, entered: set[int]) -> list[Call]:
+        """Calls restored in Talk that nothing will act on: no pending timer,
+        no hold claim. A crash between entering Talk and claiming leaves them
+        so; the rules run on them once more."""
+        restored, self._restored = self._restored, set()
+        timed = {t.call_session_id for t in self.driver.agenda.timers.values()}
+        held = {k[0] for k in self.claims if k[2] in ("hold", "would_hold")}
+        out = []
+        for csid in restored - entered - timed - held:
+            call = self.table.get(csid)
+            if call is not None and call.state is CallState.TALK:
+                out.append(call)
+        return out
+
+    def decision_for(self, call: Call, rule_name: str) -> Decision | None:
+        """The decision `rule_name` would make for `call` now (recovery of a
+        hold a crash interrupted); None when the rule is gone."""
+        rule = self._rules.get(rule_name)
+        if rule is None:
+            return None
+        fields = {**call.fields, "call_session_id": call.call_session_id}
+        contact = call.fields.get("contact_phone_number")
+        return Decision(
+            call.call_session_id,
+            call.episode,
+            rule,
+            rule.hold.render(fields),
+            unhold_after=rule.unhold_after,
+            contact=digits(contact) if isinstance(contact, str) else "",
+        )
+
+    def rearm_unhold(self, call: Call, rule: str, now: float, out: Commands) -> None:
+        timer = Timer(TimerKind.UNHOLD, call.call_session_id, rule, now, call.episode)
+        self.driver.agenda.timers[timer.key] = timer
+        out.persist.append(PutTimer(timer))
+        out.timers.append(Arm(timer))
+
+    def mark_held(self, call: Call, rule: str, now: float) -> None:
+        call.fired.add(rule)
+        self.driver.agenda.acted[call.call_session_id] = call.episode
+        if call.state in TALKING:
+            self.table.held(call.call_session_id, now)
+
+    release = _release
+
+
+__all__ = ["Machine"]

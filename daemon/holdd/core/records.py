@@ -1,0 +1,176 @@
+"""What the machine asks the store to keep, and what the store gives back at
+start (core: plain values, no I/O).
+
+The store (io/store/) is the only place that writes them. One input to the
+machine yields one list of `StoreOp`s, written in one transaction; a
+`PutClaim` is durable before the request it guards is sent (docs/architecture.md).
+
+A claim is the fired-once ledger's row for (call, rule, action): made before
+the first request, finished with the result after the last. A second claim
+of the same key is refused by the store, so a duplicate notification, a
+reconnect, a reload or a restart never sends an action twice. A claim left
+without a result by a crash is settled at the next start with `list.calls`
+(held, or released and sent again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from holdd.core.rules.driver import Timer, TimerKind
+from holdd.core.states import CallState
+
+#: A claim's key: (call_session_id, rule, action).
+ClaimKey = tuple[int, str, str]
+
+
+@dataclass(slots=True)
+class Claim:
+    call_session_id: int
+    rule: str
+    #: "hold", "unhold", "would_hold" or "would_unhold".
+    action: str
+    claimed_at: float
+    result: str | None = None
+    finished_at: float | None = None
+
+    @property
+    def key(self) -> ClaimKey:
+        return (self.call_session_id, self.rule, self.action)
+
+
+class TraceKind(StrEnum):
+    EVENT = "event"
+    EVALUATION = "evaluation"
+    ACTION = "action"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """What must survive a restart about one call."""
+
+    call_session_id: int
+    episode: int
+    talk_started_at: float | None
+    state: CallState
+    updated_at: float
+    #: The notification variables seen for the call (rules match on them).
+    fields: Mapping[str, str | int | None] = field(default_factory=dict)
+    #: Rules that acted on the call (a rule fires at most once per call).
+    fired: tuple[str, ...] = ()
+    #: The Talk episode in which a rule acted, if one did.
+    acted_episode: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    call_session_id: int
+    at: float
+    kind: TraceKind
+    payload: Mapping[str, Any]
+
+
+# -- store operations (one input's list is one transaction) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SaveCall:
+    record: CallRecord
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCall:
+    call_session_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutClaim:
+    """Insert the claim; the store reports it refused when the key exists."""
+
+    claim: Claim
+
+
+@dataclass(frozen=True, slots=True)
+class FinishClaim:
+    key: ClaimKey
+    result: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseClaim:
+    """Drop a claim without a result: its request provably took no effect."""
+
+    key: ClaimKey
+
+
+@dataclass(frozen=True, slots=True)
+class PutTimer:
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True)
+class DropTimer:
+    kind: TimerKind
+    call_session_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddTrace:
+    entry: TraceEntry
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCooldown:
+    rule: str
+    #: The contact number as digits.
+    contact: str
+    at: float
+
+
+StoreOp = (
+    SaveCall
+    | DeleteCall
+    | PutClaim
+    | FinishClaim
+    | ReleaseClaim
+    | PutTimer
+    | DropTimer
+    | AddTrace
+    | RecordCooldown
+)
+
+
+@dataclass(slots=True)
+class Restored:
+    """Everything the machine needs back after a restart (Store.load)."""
+
+    calls: list[CallRecord] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    #: Claims of the restored calls, finished or not.
+    claims: list[Claim] = field(default_factory=list)
+    #: (rule, contact digits, last fired at) of cooldowns still running.
+    cooldowns: list[tuple[str, str, float]] = field(default_factory=list)
+
+
+__all__ = [
+    "AddTrace",
+    "CallRecord",
+    "Claim",
+    "ClaimKey",
+    "DeleteCall",
+    "DropTimer",
+    "FinishClaim",
+    "PutClaim",
+    "PutTimer",
+    "RecordCooldown",
+    "ReleaseClaim",
+    "Restored",
+    "SaveCall",
+    "StoreOp",
+    "TraceEntry",
+    "TraceKind",
+]

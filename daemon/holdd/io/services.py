@@ -1,0 +1,259 @@
+"""The daemon's long-running tasks around its loop (shell): the HTTP probes,
+the notification stream, the webhook, resync with `list.calls`, timers,
+sweeping and pruning. Each only produces inputs for the daemon's queue (or
+answers a probe); none changes state itself (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from holdd.callapi import CallApiFailure
+from holdd.core.backoff import full_jitter
+from holdd.core.rules.driver import Timer, TimerKind
+from holdd.io import sdnotify
+from holdd.io.http import HttpServer
+from holdd.io.inputs import Frame, Snapshot, TimerDue
+from holdd.io.notify import NotifyListener
+from holdd.io.store.sqlite import StateDb
+from holdd.io.webhook import MAX_BODY, WebhookReceiver
+
+if TYPE_CHECKING:
+    from holdd.io.daemon import Daemon
+
+
+class Services:
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+        self.http: HttpServer | None = None
+        self.listener: NotifyListener | None = None
+        self.webhook: WebhookReceiver | None = None
+        #: Where the webhook receiver listens once started (port 0 resolved).
+        self.webhook_address: tuple[str, int] | None = None
+        #: Set to ask for a resync now (the stream reconnected).
+        self.resync_wanted = asyncio.Event()
+        self._last_down_reason = "start"
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._armed: dict[tuple[TimerKind, int], Timer] = {}
+        self._seq = 0
+        self._timers_changed = asyncio.Event()
+
+    # -- the whole set ---------------------------------------------------------------
+
+    async def serve(self, loop: Coroutine[Any, Any, None], stopping: asyncio.Event) -> int:
+        """Run the loop and every task until `stopping`; the exit code."""
+        d = self.d
+        code = 0
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(loop, name="loop"),
+                    tg.create_task(self._sweep(), name="sweep"),
+                    tg.create_task(self._resync(), name="resync"),
+                    tg.create_task(sdnotify.watchdog_loop(), name="watchdog"),
+                    tg.create_task(self._timers(), name="timers"),
+                ]
+                if isinstance(d.store, StateDb):
+                    tasks.append(tg.create_task(self._prune(d.store), name="prune"))
+                if d.settings.notify_url is not None:
+                    self.listener = NotifyListener(
+                        d.settings.notify_url,
+                        d.settings.notify_headers,
+                        idle_timeout=d.settings.idle_timeout,
+                        on_connect=self._stream_up,
+                        on_disconnect=self._stream_down,
+                    )
+                    tasks.append(tg.create_task(self._consume(self.listener), name="consume"))
+                if d.settings.webhook_listen is not None:
+                    tasks.append(tg.create_task(self._serve_webhook(), name="webhook"))
+                sdnotify.ready(f"{len(d.machine.rules.rules)} rules active")
+                await stopping.wait()
+                for task in tasks:
+                    task.cancel()
+        except* Exception as group:
+            for failure in group.exceptions:
+                d.log.error(
+                    "holdd_failed", exc_info=(type(failure), failure, failure.__traceback__)
+                )
+            code = 1
+        return code
+
+    # -- HTTP probes -------------------------------------------------------------------
+
+    async def start_http(self) -> bool:
+        d = self.d
+        host, port = d.settings.http_listen
+        self.http = HttpServer(
+            d.metrics.registry,
+            {"notify": self._ready_notify, "rules": self._ready_rules, "callapi": self._ready_api},
+            host=host,
+            port=port,
+        )
+        try:
+            await self.http.start()
+        except OSError as exc:
+            # Usually the port is taken: a restart would only hit it again.
+            d.log.error(
+                "http_listen_failed",
+                host=host,
+                port=port,
+                error=str(exc),
+                hint="another process listens there: change [http] listen",
+            )
+            self.http = None
+            return False
+        d.log.info("http_listening", host=host, port=self.http.port)
+        return True
+
+    async def stop_http(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+
+    def _ready_notify(self) -> tuple[bool, str]:
+        if self.listener is not None and self.listener.connected.is_set():
+            return True, "notification stream connected"
+        if self.webhook_address is not None:
+            return True, "webhook listening"
+        if self.listener is not None and self.listener.down_since is not None:
+            down = time.monotonic() - self.listener.down_since
+            return False, f"notification stream down for {down:.0f} s"
+        return False, "no notification source running"
+
+    def _ready_rules(self) -> tuple[bool, str]:
+        return True, f"{len(self.d.machine.rules.rules)} rules loaded"
+
+    def _ready_api(self) -> tuple[bool, str]:
+        api = self.d.api
+        if api is None:
+            return False, "Call API client not started"
+        if not api.credentials_ok:
+            return False, api.credentials_problem or "credentials rejected"
+        return True, "credentials accepted"
+
+    # -- notifications in ----------------------------------------------------------------
+
+    def _stream_up(self, outage: float | None) -> None:
+        self.d.metrics.stream_up()
+        if outage is not None and self.listener is not None and self.listener.reconnects:
+            self.d.metrics.reconnected(self._last_down_reason, outage)
+        self.resync_wanted.set()
+        self.d.progressed()
+
+    def _stream_down(self, reason: str) -> None:
+        self._last_down_reason = reason
+        self.d.metrics.stream_down()
+        self.d.progressed()
+
+    async def _consume(self, listener: NotifyListener) -> None:
+        async for raw in listener.messages():
+            await self.d.submit(Frame(raw, "websocket"))
+
+    async def _serve_webhook(self) -> None:
+        d = self.d
+        settings = d.settings
+        assert settings.webhook_listen is not None  # noqa: S101 - checked by the caller
+        assert settings.webhook_secret is not None  # noqa: S101
+        queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue(10_000)
+        self.webhook = WebhookReceiver(
+            settings.webhook_path, settings.webhook_secret.reveal(), queue
+        )
+        app = web.Application(client_max_size=MAX_BODY)
+        self.webhook.routes(app)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            host, port = settings.webhook_listen
+            await web.TCPSite(runner, host, port).start()
+            bound = runner.addresses[0]
+            self.webhook_address = (str(bound[0]), int(bound[1]))
+            d.log.info(
+                "webhook_listening", host=bound[0], port=bound[1], path=settings.webhook_path
+            )
+            while True:
+                source, payload = await queue.get()
+                await d.submit(Frame(payload, source))
+        finally:
+            await runner.cleanup()
+
+    async def _resync(self) -> None:
+        """Reconcile with `list.calls` at start, after every reconnect, and on a timer."""
+
+        d = self.d
+        failures = full_jitter(1.0, 60.0)
+        while True:
+            self.resync_wanted.clear()
+            taken_at = d.clock()
+            assert d.api is not None  # noqa: S101 - started before the tasks
+            try:
+                active = await d.api.list_calls()
+            except CallApiFailure as exc:
+                delay = next(failures)
+                d.log.warning("resync_failed", error=str(exc), retry_in=round(delay, 3))
+                await self._pause(delay)
+                continue
+            failures = full_jitter(1.0, 60.0)
+            await d.submit(Snapshot(active, taken_at))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(d.settings.resync_interval or None):
+                    await self.resync_wanted.wait()
+
+    async def _pause(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self.resync_wanted.wait()
+
+    # -- timers, sweeping, pruning ---------------------------------------------------------
+
+    def arm(self, timer: Timer) -> None:
+        self._armed[timer.key] = timer
+        self._seq += 1
+        heapq.heappush(self._heap, (timer.due_at, self._seq, timer))
+        self._timers_changed.set()
+
+    async def _timers(self) -> None:
+        """Turn each armed timer into an input when it comes due (the machine
+        ignores one disarmed or replaced since)."""
+        d = self.d
+        while True:
+            self._timers_changed.clear()
+            while self._heap and self._armed.get(self._heap[0][2].key) != self._heap[0][2]:
+                heapq.heappop(self._heap)  # replaced since
+            if self._heap and self._heap[0][0] <= d.clock():
+                _due, _seq, timer = heapq.heappop(self._heap)
+                del self._armed[timer.key]
+                await d.submit(TimerDue(timer))
+                continue
+            delay = None if not self._heap else self._heap[0][0] - d.clock()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._timers_changed.wait()
+
+    async def _sweep(self) -> None:
+        d = self.d
+        while True:
+            await asyncio.sleep(d.sweep_every)
+            swept = d.machine.sweep(d.clock())
+            if swept:
+                d.log.debug("calls_swept", count=len(swept), remaining=len(d.machine.table))
+
+    async def _prune(self, state: StateDb) -> None:
+        """Hourly: forget rows older than the retention, in small batches."""
+        d = self.d
+        while True:
+            now = d.clock()
+            total = 0
+            keep = max(d.settings.state_retention, d.machine.rules.longest_cooldown)
+            before = now - d.settings.state_retention
+            while (pruned := state.prune(before, cooldowns_before=now - keep, batch=1000)).total:
+                total += pruned.total
+                await asyncio.sleep(0)  # let inputs through between batches
+            if total:
+                d.log.info("state_pruned", rows=total)
+            await asyncio.sleep(3600)
