@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 import holdd
+from holdd.sim.rpc import RecordedRequest
 from holdd.sim.server import Simulator
-from holdd.sim.state import RecordedRequest
 
 PACKAGE_ROOT = str(Path(holdd.__file__).resolve().parents[1])
 

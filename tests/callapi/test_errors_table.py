@@ -19,7 +19,7 @@ from callapi.support import (
     methods,
     talking_call,
 )
-from holdd.callapi import CODE_GROUP_POLICY, ERROR_KINDS, Policy, classify
+from holdd.callapi.errors import CODE_GROUP_POLICY, ERROR_KINDS, Policy, classify
 from holdd.config.settings import LoginPassword, Secret
 from holdd.core.states import CallState
 from holdd.sim.server import Simulator

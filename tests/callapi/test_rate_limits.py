@@ -13,7 +13,9 @@ import aiohttp
 import pytest
 
 from callapi.support import TOKEN, Harness, LogCapture, decision, make_client, talking_call
-from holdd.callapi import Limits, Pacing, RateGate, RateLimitWait
+from holdd.callapi.answers import Limits
+from holdd.callapi.failures import RateLimitWait
+from holdd.callapi.pacing import Pacing, RateGate
 from holdd.sim.server import Simulator
 
 pytestmark = pytest.mark.timeout(60)

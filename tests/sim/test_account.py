@@ -19,12 +19,8 @@ import pytest
 
 from holdd.core.states import LEG_STATES, CallState
 from holdd.sim import RecordedRequest, SimAccount
-from holdd.sim.state import (
-    CallNotFound,
-    InvalidCallSpec,
-    InvalidTransition,
-    error_object,
-)
+from holdd.sim.calls import CallNotFound, InvalidCallSpec, InvalidTransition
+from holdd.sim.rpc import error_object
 
 TOKEN = "sim-token"
 #: 2023-11-14 22:14:00 UTC, the first second of a minute: 60 s to the minute
@@ -800,7 +796,7 @@ def test_failed_requests_are_not_charged() -> None:
     call_api(account, "list.calls", {"access_token": "nope"})  # access_token_invalid
     call_api(account, "nope.nope", {})  # method_not_found
     account.handle(b"{", NOW)  # parse_error
-    assert (account.minute_used, account.day_used) == (0, 0)
+    assert (account.points.minute_used, account.points.day_used) == (0, 0)
     assert (
         limits_of(call_api(account, "list.calls", {"access_token": TOKEN}))["minute_remaining"]
         == 249
@@ -1089,7 +1085,7 @@ def test_error_object_fills_every_placeholder() -> None:
 def test_the_account_model_imports_no_event_loop() -> None:
     daemon = Path(__file__).resolve().parents[2] / "daemon"
     code = (
-        "import sys, holdd.sim.state\n"
+        "import sys, holdd.sim.account\n"
         "bad = {'asyncio', 'aiohttp', 'websockets'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )

@@ -11,7 +11,7 @@ were armed, one per request):
 
 * `fail_next(n, mnemonic)`: answer with that JSON-RPC error; the account
   never sees the request. Error objects are built with
-  `holdd.sim.state.error_object` and carry `metadata.limits` exactly where
+  `holdd.sim.rpc.error_object` and carry `metadata.limits` exactly where
   the account would add them (uis-call-api.md section 6).
 * `http_500(n, after_apply)`: an HTML 500 page instead of an answer, before
   the account sees the request or after it has applied it.
@@ -41,7 +41,8 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from holdd.sim.state import ERRORS, ERRORS_WITHOUT_LIMITS, JsonDict, SimAccount, error_object
+from holdd.sim.account import SimAccount
+from holdd.sim.rpc import ERRORS, ERRORS_WITHOUT_LIMITS, JsonDict, error_object
 
 Handler = Callable[[bytes], Awaitable[tuple[int, JsonDict]]]
 
@@ -278,9 +279,9 @@ class RpcFaults:
     def set_minute_limit(self, limit: int, *, used: int | None = None) -> None:
         """The account's points per minute, and optionally how many are used already."""
         account = self._need_account()
-        account.minute_limit = limit
+        account.points.minute_limit = limit
         if used is not None:
-            account.minute_used = used
+            account.points.minute_used = used
 
     def _need_account(self) -> SimAccount:
         if self.account is None:
@@ -359,7 +360,7 @@ class RpcFaults:
     def _limits(self, extra: Mapping[str, int] | None) -> JsonDict | None:
         limits: JsonDict = {}
         if self.account is not None:
-            limits.update(self.account.limits(self.clock()))
+            limits.update(self.account.points.limits(self.clock()))
         limits.update(self._limits_override)
         limits.update(extra or {})
         return limits or None
@@ -367,7 +368,7 @@ class RpcFaults:
     def _error_response(self, request_id: object, fault: _Armed) -> JsonDict:
         data = dict(fault.data)
         if fault.mnemonic == "limit_exceeded" and "params" not in data:
-            maximum = self.account.minute_limit if self.account is not None else 0
+            maximum = self.account.points.minute_limit if self.account is not None else 0
             data["params"] = {"limit_type": "minute", "limit_max_value": maximum}
         if fault.mnemonic in ERRORS:
             error = error_object(fault.mnemonic, data)

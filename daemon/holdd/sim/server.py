@@ -1,6 +1,6 @@
 """The built-in UIS simulator's network side (shell), on aiohttp.
 
-`Simulator` serves one `SimAccount` (holdd.sim.state) over HTTP:
+`Simulator` serves one `SimAccount` (holdd.sim.account) over HTTP:
 
 * `POST /v4.0`: the Call API, JSON-RPC 2.0 (reference `uis-call-api.md` §1).
   Any other HTTP method answers 405 (§1: "Always use the POST method").
@@ -27,16 +27,10 @@ from typing import Any
 import orjson
 from aiohttp import ClientSession, WSCloseCode, web
 
+from holdd.sim.account import SimAccount
+from holdd.sim.calls import CallNotFound, InvalidTransition, Notification, SimControlError
 from holdd.sim.faults import RpcFaults
-from holdd.sim.state import (
-    CallNotFound,
-    InvalidTransition,
-    JsonDict,
-    Notification,
-    RecordedRequest,
-    SimAccount,
-    SimControlError,
-)
+from holdd.sim.rpc import JsonDict, RecordedRequest
 from holdd.sim.webhooks import QUIRKY_JSON, SUGGESTED_JSON, render, render_form
 
 #: The Call API version path this simulator serves (§1 Versioning).

@@ -1,0 +1,75 @@
+"""The JSON-RPC 2.0 envelope of the Call API, without I/O (core).
+
+`request_body` builds what the client POSTs (uis-call-api.md section 1: one
+request object, `access_token` inside `params`); `read_reply` turns what came
+back (the HTTP status and the raw body) into an `Answer` or the failure it
+stands for. The client (holdd.callapi.client) does the exchange, the waiting
+and the bookkeeping around these two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from holdd.callapi.answers import Answer, Limits
+from holdd.callapi.failures import (
+    CallApiError,
+    OutcomeUnknown,
+    ProtocolError,
+    RequestNotSent,
+    make_error,
+)
+
+
+def request_body(method: str, request_id: int, params: Mapping[str, Any]) -> bytes:
+    """The JSON-RPC request object for `method` (section 1), serialised."""
+    return orjson.dumps({"jsonrpc": "2.0", "method": method, "id": request_id, "params": params})
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What one HTTP answer says, before the client counts and logs it."""
+
+    #: The answer; a `CallApiError` for a JSON-RPC error; an `OutcomeUnknown`
+    #: (or one of its subclasses) when the body is not a JSON-RPC answer.
+    outcome: Answer | CallApiError | OutcomeUnknown
+    #: `result.metadata` or `error.data.metadata`: limits and the version notice.
+    metadata: object = None
+
+
+def read_reply(method: str, request_id: int, status: int, raw: bytes) -> Reply:
+    """Classify one answer to `method`; the HTTP status counts only without a JSON-RPC body."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    # Section 1: a JSON-RPC error body may come with any HTTP status.
+    if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+        error = doc["error"]
+        return Reply(make_error(method, error), error_metadata(error))
+    if isinstance(doc, dict) and isinstance(doc.get("result"), dict):
+        result = doc["result"]
+        metadata = result.get("metadata")
+        return Reply(Answer(result.get("data"), Limits.parse(metadata), request_id), metadata)
+    # No JSON-RPC answer: only the status is left to go by.
+    if status == 429:
+        return Reply(RequestNotSent(method, "http_429"))
+    if 400 <= status < 500 and status != 408:
+        return Reply(ProtocolError(method, f"HTTP {status} without a JSON-RPC answer"))
+    # 5xx, 408, or a 2xx/3xx body that is not JSON-RPC: the request may
+    # have been applied before the failure.
+    reason = f"http_{status}" if status >= 300 else "bad_answer"
+    return Reply(OutcomeUnknown(method, reason))
+
+
+def error_metadata(error: Mapping[str, Any]) -> object:
+    """`error.data.metadata`, where the simulator (and, presumably, the API) puts it."""
+    data = error.get("data")
+    return data.get("metadata") if isinstance(data, dict) else None
+
+
+__all__ = ["Reply", "error_metadata", "read_reply", "request_body"]
