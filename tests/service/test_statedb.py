@@ -36,13 +36,8 @@ from holdd.core.rules.driver import Timer, TimerKind
 from holdd.core.states import CallState
 from holdd.io.store.base import Store
 from holdd.io.store.memory import MemoryStore
-from holdd.io.store.sqlite import (
-    _MIGRATIONS,
-    SCHEMA_VERSION,
-    Pruned,
-    StateDb,
-    StateDbError,
-)
+from holdd.io.store.schema import MIGRATIONS, SCHEMA_VERSION
+from holdd.io.store.sqlite import Pruned, StateDb, StateDbError
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2] / "daemon")
 T0 = 1_790_000_000.0
@@ -310,7 +305,7 @@ def test_a_schema_1_file_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        for statement in _MIGRATIONS[0]:
+        for statement in MIGRATIONS[0]:
             conn.execute(statement)
         conn.execute("PRAGMA user_version = 1")
         conn.execute(
@@ -415,7 +410,7 @@ def test_an_older_schema_is_refused_readonly(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        for statement in _MIGRATIONS[0]:
+        for statement in MIGRATIONS[0]:
             conn.execute(statement)
         conn.execute("PRAGMA user_version = 1")
     finally:

@@ -28,6 +28,7 @@ from holdd.core.calls import ActiveSession, Call, CallChange, CallTable, ChangeK
 from holdd.core.commands import Arm, Commands, Disarm, Outcome, SendHold, SendUnhold
 from holdd.core.events import Decoded, EventKind
 from holdd.core.hold_policy import Result, Verdict
+from holdd.core.intake import note_rejected
 from holdd.core.records import (
     AddTrace,
     CallRecord,
@@ -45,7 +46,7 @@ from holdd.core.records import (
     TraceEntry,
     TraceKind,
 )
-from holdd.core.recovery import settle_claims
+from holdd.core.recovery import orphans, restore_state, settle_claims
 from holdd.core.rules.cooldowns import Cooldowns
 from holdd.core.rules.driver import (
     Agenda,
@@ -56,12 +57,10 @@ from holdd.core.rules.driver import (
     Pending,
     RuleDriver,
     Timer,
-    TimerKind,
     Unhold,
 )
 from holdd.core.rules.engine import Decision, Evaluation, RuleEngine
 from holdd.core.rules.model import Rule, RuleSet
-from holdd.core.rules.patterns import digits
 from holdd.core.states import TALKING, CallState
 from holdd.core.throttle import Throttle
 from holdd.core.verdicts import describe_hold, describe_unhold
@@ -87,7 +86,7 @@ class Machine:
         #: Claims a crash left without a result: settled by the first snapshot.
         self.unsettled: list[Claim] = []
         #: Calls put back by `restore`, until the first snapshot.
-        self._restored: set[int] = set()
+        self.restored: set[int] = set()
         self.resynced = False
         #: Per call: the last evaluation and the last hold outcome (demo, tests).
         self.evaluations: dict[int, Evaluation] = {}
@@ -103,63 +102,12 @@ class Machine:
 
     def restore(self, state: Restored, now: float) -> Commands:
         out = Commands()
-        for record in state.calls:
-            call = self.table.restore(
-                record.call_session_id,
-                record.state,
-                record.episode,
-                record.talk_started_at,
-                now,
-                record.fields,
-            )
-            call.fired.update(record.fired)
-            if record.acted_episode is not None:
-                self.driver.agenda.acted[call.call_session_id] = record.acted_episode
-            self._restored.add(call.call_session_id)
-        for claim in state.claims:
-            self.claims[claim.key] = claim
-            if claim.result is None:
-                self.unsettled.append(claim)
-        for rule, contact, at in state.cooldowns:
-            self.cooldowns.record_cooldown(rule, contact, at)
-        timers = 0
-        for timer in state.timers:
-            if self.table.get(timer.call_session_id) is None or timer.rule not in self._rules:
-                out.persist.append(DropTimer(timer.kind, timer.call_session_id))
-                continue
-            self.driver.agenda.timers[timer.key] = timer
-            timers += 1
-        if state.calls or timers:
-            out.log("info", "state_restored", calls=len(state.calls), timers=timers)
+        restore_state(self, state, now, out)
         return out
 
     def notifications(self, decoded: Decoded, source: str, now: float) -> Commands:
         out = Commands()
-        for rejection in decoded.rejections:
-            reason = rejection.reason.value
-            out.count("notification", "unknown", reason)
-            held_back = self._drops.allow(reason, now)
-            if held_back is not None:
-                out.log(
-                    "warning",
-                    "notification_dropped",
-                    reason=reason,
-                    detail=rejection.detail,
-                    call_session_id=rejection.call_session_id,
-                    source=source,
-                    held_back=held_back,
-                )
-        for name in getattr(decoded, "unknown_names", ()):
-            out.count("unknown_name", name)
-            if name not in self._unknown_names:
-                self._unknown_names.add(name)
-                out.log(
-                    "warning",
-                    "notification_name_unknown",
-                    name=name,
-                    source=source,
-                    hint='map it to an event kind in [notify] events, e.g. "NAME" = "talk_started"',
-                )
+        note_rejected(decoded, source, now, self._drops, self._unknown_names, out)
         for n in decoded.notifications:
             out.count("notification", n.kind.value, "")
             out.log(
@@ -192,7 +140,7 @@ class Machine:
         for change in changes:
             self._on_change(change, now, out)
         entered = {c.call.call_session_id for c in changes if c.kind is ChangeKind.TALK_ENTERED}
-        recheck += self._orphans(entered)
+        recheck += orphans(self, entered)
         for call in {c.call_session_id: c for c in recheck}.values():
             if call.call_session_id not in entered and call.state is CallState.TALK:
                 # Still in the Talk episode a crash interrupted: the rules act
@@ -506,49 +454,6 @@ class Machine:
         self, csid: int, kind: TraceKind, payload: Mapping[str, object], now: float, out: Commands
     ) -> None:
         out.persist.append(AddTrace(TraceEntry(csid, now, kind, payload)))
-
-    def _orphans(self, entered: set[int]) -> list[Call]:
-        """Calls restored in Talk that nothing will act on: no pending timer,
-        no hold claim. A crash between entering Talk and claiming leaves them
-        so; the rules run on them once more."""
-        restored, self._restored = self._restored, set()
-        timed = {t.call_session_id for t in self.driver.agenda.timers.values()}
-        held = {k[0] for k in self.claims if k[2] in ("hold", "would_hold")}
-        out = []
-        for csid in restored - entered - timed - held:
-            call = self.table.get(csid)
-            if call is not None and call.state is CallState.TALK:
-                out.append(call)
-        return out
-
-    def decision_for(self, call: Call, rule_name: str) -> Decision | None:
-        """The decision `rule_name` would make for `call` now (recovery of a
-        hold a crash interrupted); None when the rule is gone."""
-        rule = self._rules.get(rule_name)
-        if rule is None:
-            return None
-        fields = {**call.fields, "call_session_id": call.call_session_id}
-        contact = call.fields.get("contact_phone_number")
-        return Decision(
-            call.call_session_id,
-            call.episode,
-            rule,
-            rule.hold.render(fields),
-            unhold_after=rule.unhold_after,
-            contact=digits(contact) if isinstance(contact, str) else "",
-        )
-
-    def rearm_unhold(self, call: Call, rule: str, now: float, out: Commands) -> None:
-        timer = Timer(TimerKind.UNHOLD, call.call_session_id, rule, now, call.episode)
-        self.driver.agenda.timers[timer.key] = timer
-        out.persist.append(PutTimer(timer))
-        out.timers.append(Arm(timer))
-
-    def mark_held(self, call: Call, rule: str, now: float) -> None:
-        call.fired.add(rule)
-        self.driver.agenda.acted[call.call_session_id] = call.episode
-        if call.state in TALKING:
-            self.table.held(call.call_session_id, now)
 
     release = _release
 

@@ -21,10 +21,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from holdd.core.calls import ActiveSession, Call
-from holdd.core.commands import Commands
+from holdd.core.commands import Arm, Commands
 from holdd.core.hold_policy import Result, Verdict
-from holdd.core.records import FinishClaim
-from holdd.core.states import CallState
+from holdd.core.records import DropTimer, FinishClaim, PutTimer, Restored
+from holdd.core.rules.driver import Timer, TimerKind
+from holdd.core.rules.engine import Decision
+from holdd.core.rules.patterns import digits
+from holdd.core.states import TALKING, CallState
 
 if TYPE_CHECKING:
     from holdd.core.machine import Machine
@@ -51,11 +54,11 @@ def settle_claims(
         if action == "unhold" and api_state is CallState.HOLD and call is not None:
             machine.release(claim.key, out)
             out.log("warning", "claim_released", api_state=api_state.value, **ids)
-            machine.rearm_unhold(call, rule, now, out)
+            rearm_unhold(machine, call, rule, now, out)
             continue
         if action == "hold" and api_state is CallState.HOLD:
             result = "held"
-            decision = machine.decision_for(call, rule) if call is not None else None
+            decision = decision_for(machine, call, rule) if call is not None else None
             if decision is not None:
                 verdict = Verdict(Result.HELD, confirmed_by="list_calls")
                 out.extend(
@@ -65,7 +68,7 @@ def settle_claims(
                 continue
             if call is not None:
                 # The rule was removed since: the call is held all the same.
-                machine.mark_held(call, rule, now)
+                mark_held(machine, call, rule, now)
         elif action == "unhold" and api_state is CallState.TALK:
             result = "unheld"
         else:
@@ -76,3 +79,86 @@ def settle_claims(
         out.log("info", "claim_resolved", result=result, **ids)
     machine.unsettled = []
     return recheck
+
+
+def restore_state(machine: Machine, state: Restored, now: float, out: Commands) -> None:
+    """Put back what the store kept: calls (with the rules that acted on
+    them), claims, cooldowns, and the timers of calls still known."""
+    agenda = machine.driver.agenda
+    for record in state.calls:
+        call = machine.table.restore(
+            record.call_session_id,
+            record.state,
+            record.episode,
+            record.talk_started_at,
+            now,
+            record.fields,
+        )
+        call.fired.update(record.fired)
+        if record.acted_episode is not None:
+            agenda.acted[call.call_session_id] = record.acted_episode
+        machine.restored.add(call.call_session_id)
+    for claim in state.claims:
+        machine.claims[claim.key] = claim
+        if claim.result is None:
+            machine.unsettled.append(claim)
+    for rule, contact, at in state.cooldowns:
+        machine.cooldowns.record_cooldown(rule, contact, at)
+    rules = machine.rules.by_name()
+    timers = 0
+    for timer in state.timers:
+        if machine.table.get(timer.call_session_id) is None or timer.rule not in rules:
+            out.persist.append(DropTimer(timer.kind, timer.call_session_id))
+            continue
+        agenda.timers[timer.key] = timer
+        timers += 1
+    if state.calls or timers:
+        out.log("info", "state_restored", calls=len(state.calls), timers=timers)
+
+
+def orphans(machine: Machine, entered: set[int]) -> list[Call]:
+    """Calls restored in Talk that nothing will act on: no pending timer,
+    no hold claim. A crash between entering Talk and claiming leaves them
+    so; the rules run on them once more."""
+    restored, machine.restored = machine.restored, set()
+    timed = {t.call_session_id for t in machine.driver.agenda.timers.values()}
+    held = {k[0] for k in machine.claims if k[2] in ("hold", "would_hold")}
+    out = []
+    for csid in restored - entered - timed - held:
+        call = machine.table.get(csid)
+        if call is not None and call.state is CallState.TALK:
+            out.append(call)
+    return out
+
+
+def decision_for(machine: Machine, call: Call, rule_name: str) -> Decision | None:
+    """The decision `rule_name` makes for `call` (a hold a crash interrupted
+    that took); None when the rule is gone."""
+    rule = machine.rules.by_name().get(rule_name)
+    if rule is None:
+        return None
+    fields = {**call.fields, "call_session_id": call.call_session_id}
+    contact = call.fields.get("contact_phone_number")
+    return Decision(
+        call.call_session_id,
+        call.episode,
+        rule,
+        rule.hold.render(fields),
+        unhold_after=rule.unhold_after,
+        contact=digits(contact) if isinstance(contact, str) else "",
+    )
+
+
+def rearm_unhold(machine: Machine, call: Call, rule: str, now: float, out: Commands) -> None:
+    timer = Timer(TimerKind.UNHOLD, call.call_session_id, rule, now, call.episode)
+    machine.driver.agenda.timers[timer.key] = timer
+    out.persist.append(PutTimer(timer))
+    out.timers.append(Arm(timer))
+
+
+def mark_held(machine: Machine, call: Call, rule: str, now: float) -> None:
+    """The hold of a rule removed since took: the call is held all the same."""
+    call.fired.add(rule)
+    machine.driver.agenda.acted[call.call_session_id] = call.episode
+    if call.state in TALKING:
+        machine.table.held(call.call_session_id, now)

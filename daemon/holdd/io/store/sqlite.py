@@ -48,30 +48,22 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, assert_never
+from typing import Any
 
 import orjson
 
 from holdd.core.errors import HolddError
 from holdd.core.records import (
-    AddTrace,
     CallRecord,
     Claim,
     ClaimKey,
-    DeleteCall,
-    DropTimer,
-    FinishClaim,
     PutClaim,
-    PutTimer,
-    RecordCooldown,
-    ReleaseClaim,
     Restored,
-    SaveCall,
     StoreOp,
     TraceEntry,
     TraceKind,
@@ -79,78 +71,8 @@ from holdd.core.records import (
 from holdd.core.rules.driver import Timer, TimerKind
 from holdd.core.rules.patterns import digits
 from holdd.core.states import CallState
-
-#: The schema this holdd writes. Bump it and append a migration to change it.
-SCHEMA_VERSION = 2
-
-#: Rows older than this are pruned (the lead's default; see `StateDb.prune`).
-DEFAULT_RETENTION = 7 * 24 * 3600.0
-
-# MIGRATIONS[n] takes a database from user_version n to n + 1.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE claims (
-            call_session_id INTEGER NOT NULL,
-            rule            TEXT    NOT NULL,
-            action          TEXT    NOT NULL,
-            claimed_at      REAL    NOT NULL,
-            result          TEXT,
-            finished_at     REAL,
-            PRIMARY KEY (call_session_id, rule, action)
-        ) WITHOUT ROWID
-        """,
-        "CREATE INDEX claims_pending ON claims (claimed_at) WHERE result IS NULL",
-        """
-        CREATE TABLE calls (
-            call_session_id INTEGER PRIMARY KEY,
-            episode         INTEGER NOT NULL,
-            talk_started_at REAL,
-            state           TEXT    NOT NULL,
-            updated_at      REAL    NOT NULL,
-            fields          TEXT    NOT NULL DEFAULT '{}'
-        )
-        """,
-        """
-        CREATE TABLE timers (
-            kind            TEXT    NOT NULL CHECK (kind IN ('after', 'unhold')),
-            call_session_id INTEGER NOT NULL,
-            rule            TEXT    NOT NULL,
-            due_at          REAL    NOT NULL,
-            PRIMARY KEY (kind, call_session_id, rule)
-        ) WITHOUT ROWID
-        """,
-        "CREATE INDEX timers_call ON timers (call_session_id)",
-        """
-        CREATE TABLE traces (
-            id              INTEGER PRIMARY KEY,
-            call_session_id INTEGER NOT NULL,
-            at              REAL    NOT NULL,
-            kind            TEXT    NOT NULL CHECK (kind IN ('event', 'evaluation', 'action')),
-            payload         TEXT    NOT NULL
-        )
-        """,
-        "CREATE INDEX traces_call ON traces (call_session_id, id)",
-        "CREATE INDEX traces_at ON traces (at)",
-        """
-        CREATE TABLE cooldowns (
-            rule     TEXT NOT NULL,
-            contact  TEXT NOT NULL,
-            fired_at REAL NOT NULL,
-            PRIMARY KEY (rule, contact)
-        ) WITHOUT ROWID
-        """,
-    ),
-    (
-        # What the machine remembers of a call beyond its state: the rules
-        # that acted on it and the episode they acted in; a timer's episode
-        # and mode (a restored timer keeps the mode it was armed with).
-        "ALTER TABLE calls ADD COLUMN fired TEXT NOT NULL DEFAULT '[]'",
-        "ALTER TABLE calls ADD COLUMN acted_episode INTEGER",
-        "ALTER TABLE timers ADD COLUMN episode INTEGER",
-        "ALTER TABLE timers ADD COLUMN shadow INTEGER NOT NULL DEFAULT 0",
-    ),
-)
+from holdd.io.store.schema import MIGRATIONS, SCHEMA_VERSION
+from holdd.io.store.sql import statement
 
 
 class StateDbError(HolddError):
@@ -251,7 +173,7 @@ class StateDb:
         with self._transaction("commit"):
             execute = self._conn.execute
             for op in ops:
-                sql, params = _statement(op)
+                sql, params = statement(op)
                 cur = execute(sql, params)
                 if isinstance(op, PutClaim) and cur.rowcount != 1:
                     refused.add(op.claim.key)
@@ -420,82 +342,6 @@ def _with_episode(timer: Timer, episode: int) -> Timer:
     return Timer(timer.kind, timer.call_session_id, timer.rule, timer.due_at, episode, timer.shadow)
 
 
-def _statement(op: StoreOp) -> tuple[str, tuple[object, ...]]:
-    """The SQL of one store operation."""
-    if isinstance(op, AddTrace):
-        e = op.entry
-        return _ADD_TRACE, (e.call_session_id, e.at, e.kind.value, _json(e.payload))
-    if isinstance(op, SaveCall):
-        r = op.record
-        return _SAVE_CALL, (
-            r.call_session_id,
-            r.episode,
-            r.talk_started_at,
-            r.state.value,
-            r.updated_at,
-            _json(r.fields),
-            orjson.dumps(list(r.fired)).decode(),
-            r.acted_episode,
-        )
-    if isinstance(op, PutClaim):
-        c = op.claim
-        return _PUT_CLAIM, (c.call_session_id, c.rule, c.action, c.claimed_at)
-    if isinstance(op, FinishClaim):
-        return _FINISH_CLAIM, (op.result, op.at, *op.key)
-    if isinstance(op, ReleaseClaim):
-        return _RELEASE_CLAIM, op.key
-    if isinstance(op, PutTimer):
-        t = op.timer
-        return _PUT_TIMER, (t.kind.value, t.call_session_id, t.rule, t.due_at, t.episode, t.shadow)
-    if isinstance(op, DropTimer):
-        return _DROP_TIMER, (op.kind.value, op.call_session_id)
-    if isinstance(op, DeleteCall):
-        return _DELETE_CALL, (op.call_session_id,)
-    if isinstance(op, RecordCooldown):
-        return _RECORD_COOLDOWN, (op.rule, digits(op.contact), op.at)
-    assert_never(op)
-
-
-_ADD_TRACE = "INSERT INTO traces (call_session_id, at, kind, payload) VALUES (?, ?, ?, ?)"
-_SAVE_CALL = (
-    "INSERT INTO calls (call_session_id, episode, talk_started_at, state, updated_at, fields,"
-    " fired, acted_episode) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (call_session_id) DO UPDATE SET episode = excluded.episode,"
-    " talk_started_at = excluded.talk_started_at, state = excluded.state,"
-    " updated_at = excluded.updated_at, fields = excluded.fields, fired = excluded.fired,"
-    " acted_episode = excluded.acted_episode"
-)
-_PUT_CLAIM = (
-    "INSERT INTO claims (call_session_id, rule, action, claimed_at) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT DO NOTHING"
-)
-_FINISH_CLAIM = (
-    "UPDATE claims SET result = ?, finished_at = ?"
-    " WHERE call_session_id = ? AND rule = ? AND action = ?"
-)
-_RELEASE_CLAIM = (
-    "DELETE FROM claims WHERE call_session_id = ? AND rule = ? AND action = ? AND result IS NULL"
-)
-# A call has at most one timer of each kind (core/rules/driver.py Timer.key).
-_PUT_TIMER = (
-    "INSERT INTO timers (kind, call_session_id, rule, due_at, episode, shadow)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (kind, call_session_id, rule) DO UPDATE SET due_at = excluded.due_at,"
-    " episode = excluded.episode, shadow = excluded.shadow"
-)
-_DROP_TIMER = "DELETE FROM timers WHERE kind = ? AND call_session_id = ?"
-_DELETE_CALL = "DELETE FROM calls WHERE call_session_id = ?"
-_RECORD_COOLDOWN = (
-    "INSERT INTO cooldowns (rule, contact, fired_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (rule, contact) DO UPDATE SET fired_at = max(fired_at, excluded.fired_at)"
-)
-
-
-def _json(payload: Mapping[str, Any]) -> str:
-    # A trace is diagnostics: an odd value is stored as its repr, never an error.
-    return orjson.dumps(payload, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
 def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Create the file ourselves so it is 0600 whatever the umask; SQLite then
@@ -559,7 +405,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                 f"state database {path}: the file holds tables but no holdd schema version;"
                 " is [state] path pointing at another program's database?"
             )
-        for step in _MIGRATIONS[version:]:
+        for step in MIGRATIONS[version:]:
             for statement in step:
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
