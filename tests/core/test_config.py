@@ -65,7 +65,10 @@ def test_problems_carry_file_and_line(tmp_path: Path) -> None:
         load_settings(path)
     line = path.read_text().splitlines().index('formatt = "json"') + 1
     assert line == 15
-    assert [str(p) for p in err.value.problems] == [f"{path}:{line}: unknown key 'formatt'"]
+    # The section is named and the closest key suggested, as rule typos are.
+    assert [str(p) for p in err.value.problems] == [
+        f"{path}:{line}: unknown key 'formatt' in [log] (did you mean 'format'?)"
+    ]
 
 
 def test_every_semantic_problem_at_once(tmp_path: Path) -> None:
