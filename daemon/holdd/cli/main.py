@@ -13,17 +13,19 @@ import structlog
 
 from holdd import __version__
 from holdd.config.rulefiles import load_rules
-from holdd.config.settings import Settings, load_settings
+from holdd.config.settings import SecretMode, Settings, load_settings
 from holdd.core.errors import ConfigError
 from holdd.core.rules import RuleSet
 from holdd.io import logs
 
 #: sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop.
 EX_CONFIG = 78
+#: Where the unit (systemd/holdd.service) and docs/operations.md put the config.
+DEFAULT_CONFIG = "/etc/holdd/holdd.toml"
 
 
-def _load(path: Path, *, read_secrets: bool = True) -> tuple[Settings, RuleSet]:
-    settings = load_settings(path, read_secrets=read_secrets)
+def _load(path: Path, *, secrets: SecretMode = "read") -> tuple[Settings, RuleSet]:
+    settings = load_settings(path, secrets=secrets)
     rules = load_rules(settings.rule_files, settings.tts_max_length)
     return settings, rules
 
@@ -56,13 +58,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Everything `holdd run` would refuse is a problem (exit 1); a credential
+    this user cannot see (another user's file, a systemd credential outside
+    the unit) is said to be not verified rather than "ok"."""
     try:
-        settings, rules = _load(Path(args.config), read_secrets=False)
+        settings, rules = _load(Path(args.config), secrets="verify")
     except ConfigError as err:
         _print_problems(err)
         print(f"{len(err.problems)} problem(s) found", file=sys.stderr)
         return 1
-    print(f"{settings.path}: ok, {len(rules.rules)} rule(s) in {len(rules.files)} file(s)")
+    counts = f"{len(rules.rules)} rule(s) in {len(rules.files)} file(s)"
+    if settings.unverified:
+        for note in settings.unverified:
+            print(note)
+        print(
+            f"{settings.path}: no problem found, {counts}; could not verify "
+            f"{len(settings.unverified)} credential(s) from here (above)"
+        )
+        return 0
+    print(f"{settings.path}: ok, {counts}")
     return 0
 
 
@@ -196,11 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"holdd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = f"the daemon config (default: {DEFAULT_CONFIG})"
     run = sub.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument("-c", "--config", required=True, metavar="FILE")
+    run.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help)
     run.set_defaults(func=cmd_run)
-    check = sub.add_parser("check", help="validate the config and every rule file")
-    check.add_argument("-c", "--config", required=True, metavar="FILE")
+    check = sub.add_parser(
+        "check",
+        help="validate the config and every rule file, and what `run` would refuse",
+    )
+    check.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help)
     check.set_defaults(func=cmd_check)
     test = sub.add_parser(
         "test",
@@ -223,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(func=cmd_simulate)
     explain = sub.add_parser("explain", help="the decision trace of one call")
-    explain.add_argument("-c", "--config", required=True, metavar="FILE")
+    explain.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help
+    )
     explain.add_argument("call_session_id", type=int, metavar="CALL_SESSION_ID")
     explain.set_defaults(func=cmd_explain)
     sim = sub.add_parser("sim", help="run the built-in UIS simulator")

@@ -152,6 +152,11 @@ class ConfigFile:
     http: _Http
     log: _Log
 
+    @property
+    def notify_options(self) -> _Notify:
+        """`[notify]`, defaults when absent: its options apply to every source."""
+        return self.notify or _Notify()
+
 
 def read_config(path: Path) -> tuple[ConfigFile | None, Reporter]:
     """Parse `path` and check every section: unknown sections and keys (with
@@ -298,7 +303,7 @@ def load_settings(
             problem(("callapi", "max_connections"), "max_connections must be at least 1")
         if api.tts_max_length < 1:
             problem(("callapi", "tts_max_length"), "tts_max_length must be at least 1")
-    notify = raw.notify or _Notify()
+    notify = raw.notify_options
     if notify.url is None and raw.webhook is None:
         problem(
             ("notify",) if raw.notify is not None else (),
