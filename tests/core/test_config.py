@@ -124,7 +124,7 @@ def test_every_type_error_at_once_in_operator_words(tmp_path: Path) -> None:
     )
     path.write_text(
         path.read_text()
-        .replace('timeout = "1m30s"', "timeout = 5\nmax_connections = \"ten\"")
+        .replace('timeout = "1m30s"', 'timeout = 5\nmax_connections = "ten"')
         .replace("[rules]", "[rulez]")
     )
     with pytest.raises(ConfigError) as err:
@@ -135,7 +135,7 @@ def test_every_type_error_at_once_in_operator_words(tmp_path: Path) -> None:
         return f"{path}:{next(i for i, t in enumerate(text, 1) if t.startswith(needle))}: "
 
     assert [str(p) for p in err.value.problems] == [
-        at("timeout") + 'timeout: expected text in quotes, got a whole number'
+        at("timeout") + "timeout: expected text in quotes, got a whole number"
         ' (durations are strings such as "5s")',
         at("max_connections") + "max_connections: expected a whole number, got text",
         at("[rulez]") + "unknown section [rulez] (did you mean [rules]?)",

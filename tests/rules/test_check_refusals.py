@@ -173,8 +173,9 @@ def _interpreter_for_nobody(cwd: Path) -> tuple[str, dict[str, str]]:
     """This venv's Python, or (when it lives under a root-only directory, as
     pyenv's does) a system Python of the same version given this venv's
     packages; skip when `nobody` can run neither."""
-    import holdd
     import msgspec
+
+    import holdd
 
     env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
     paths = os.pathsep.join(

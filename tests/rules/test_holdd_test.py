@@ -186,7 +186,7 @@ def test_an_unknown_notification_name_is_an_error_not_a_silent_pass(
     )
     test = tmp_path / "names.toml"
     test.write_text(
-        f"rules = [{RULES_GLOB!r}]\nclock = \"2026-11-26T10:00:00+03:00\"\n\n{body}",
+        f'rules = [{RULES_GLOB!r}]\nclock = "2026-11-26T10:00:00+03:00"\n\n{body}',
         encoding="utf-8",
     )
     code, out = run(capsys, str(test))

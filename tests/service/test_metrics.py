@@ -66,10 +66,9 @@ def test_notifications_and_drops() -> None:
 
 def test_unknown_names_by_name_and_bounded() -> None:
     m = Metrics()
+
     def count(name: str) -> float | None:
-        return m.registry.get_sample_value(
-            "holdd_notifications_unknown_name_total", {"name": name}
-        )
+        return m.registry.get_sample_value("holdd_notifications_unknown_name_total", {"name": name})
 
     m.unknown_name("Мой разговор")
     m.unknown_name("Мой разговор")

@@ -241,9 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(func=cmd_simulate)
     explain = sub.add_parser("explain", help="the decision trace of one call")
-    explain.add_argument(
-        "-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help
-    )
+    explain.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help)
     explain.add_argument("call_session_id", type=int, metavar="CALL_SESSION_ID")
     explain.set_defaults(func=cmd_explain)
     sim = sub.add_parser("sim", help="run the built-in UIS simulator")
