@@ -198,6 +198,12 @@ async def _serve_sim(host: str, port: int, tokens: tuple[str, ...]) -> int:
     return 0
 
 
+def cmd_uis_template(args: argparse.Namespace) -> int:
+    from holdd.cli.uis_template import run_uis_template
+
+    return run_uis_template(Path(args.config), args.url, english=args.english)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from holdd.cli.demo import run_demo
 
@@ -244,6 +250,23 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help)
     explain.add_argument("call_session_id", type=int, metavar="CALL_SESSION_ID")
     explain.set_defaults(func=cmd_explain)
+    template = sub.add_parser(
+        "uis-template",
+        help="print the HTTP notifications to create in the UIS cabinet for this config",
+        description="Print, for the config given, the notifications to create in the UIS"
+        " (CoMagic, CallGear) cabinet: name, event type, method, URL and the JSON body"
+        " template with the webhook secret. Walk-through: docs/uis.md.",
+    )
+    template.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help
+    )
+    template.add_argument(
+        "--url", metavar="URL", help="the public URL UIS posts to (your TLS reverse proxy)"
+    )
+    template.add_argument(
+        "--english", action="store_true", help="CallGear's English event type names"
+    )
+    template.set_defaults(func=cmd_uis_template)
     sim = sub.add_parser("sim", help="run the built-in UIS simulator")
     sim.add_argument("--listen", default="127.0.0.1:8900", metavar="HOST:PORT")
     sim.add_argument(
