@@ -274,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(func=cmd_sim)
     demo = sub.add_parser("demo", help="simulator + daemon with a scripted set of calls")
-    demo.add_argument("--config-dir", metavar="DIR", help="default: config/demo of the checkout")
+    demo.add_argument(
+        "--config-dir", metavar="DIR", help="default: the demo config shipped with holdd"
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 
