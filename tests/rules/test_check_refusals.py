@@ -59,7 +59,7 @@ def test_webhook_without_a_secret_is_refused(
     line = config.read_text().splitlines().index("[webhook]") + 1
     assert code == 1, (out, err)
     assert err.splitlines()[0].startswith(
-        f"{config}:{line}: the webhook needs a shared secret (set secret or secret_file"
+        f"{config}:{line}: the webhook needs a shared secret (set secret or secret_file;"
     )
     assert "ok" not in out
 
@@ -106,17 +106,31 @@ def test_a_systemd_credential_is_not_verified_by_hand(
     assert lines[0] == (
         f"{config}:2: could not verify the access token: it comes from systemd"
         " (LoadCredential=access_token), which only the service sees"
-        " (`systemctl reload holdd` runs this check inside the unit)"
+        " (`holdd check --credentials /etc/holdd` reads it where the unit does)"
     )
     assert lines[1].startswith(f"{config}: no problem found, 1 rule(s) in 1 file(s); could not")
     assert ": ok" not in out
-    # Inside the unit (ExecReload), the credential is there and read.
+    # Inside the unit (ExecReload), the credential is there and read; by hand,
+    # --credentials names the directory LoadCredential= reads from.
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "access_token").write_text("from-systemd")
+    assert main(["check", "-c", str(config), "--credentials", str(creds)]) == 0
+    assert capsys.readouterr().out == f"{config}: ok, 1 rule(s) in 1 file(s)\n"
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     assert main(["check", "-c", str(config)]) == 0
     assert capsys.readouterr().out == f"{config}: ok, 1 rule(s) in 1 file(s)\n"
+    # A webhook secret that only systemd gives: refused by hand, found with
+    # --credentials, and an empty one refused.
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    config.write_text(CONFIG.format(token='access_token = "tok"', secret=""))
+    assert main(["check", "-c", str(config)]) == 1
+    capsys.readouterr()
+    (creds / "webhook_secret").write_text("a-long-enough-webhook-secret\n")
+    assert main(["check", "-c", str(config), "--credentials", str(creds)]) == 0
+    (creds / "webhook_secret").write_text("\n")
+    assert main(["check", "-c", str(config), "--credentials", str(creds)]) == 1
+    assert "webhook secret file" in capsys.readouterr().err
 
 
 @pytest.fixture

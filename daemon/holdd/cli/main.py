@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,8 +25,10 @@ EX_CONFIG = 78
 DEFAULT_CONFIG = "/etc/holdd/holdd.toml"
 
 
-def _load(path: Path, *, secrets: SecretMode = "read") -> tuple[Settings, RuleSet]:
-    settings = load_settings(path, secrets=secrets)
+def _load(
+    path: Path, *, secrets: SecretMode = "read", environ: dict[str, str] | None = None
+) -> tuple[Settings, RuleSet]:
+    settings = load_settings(path, environ, secrets=secrets)
     rules = load_rules(settings.rule_files, settings.tts_max_length)
     return settings, rules
 
@@ -61,8 +64,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Everything `holdd run` would refuse is a problem (exit 1); a credential
     this user cannot see (another user's file, a systemd credential outside
     the unit) is said to be not verified rather than "ok"."""
+    environ = None
+    if args.credentials:
+        # The directory systemd's LoadCredential= reads from (/etc/holdd in
+        # docs/operations.md): check what the unit will hand over.
+        environ = {**os.environ, "CREDENTIALS_DIRECTORY": args.credentials}
     try:
-        settings, rules = _load(Path(args.config), secrets="verify")
+        settings, rules = _load(Path(args.config), secrets="verify", environ=environ)
     except ConfigError as err:
         _print_problems(err)
         print(f"{len(err.problems)} problem(s) found", file=sys.stderr)
@@ -225,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate the config and every rule file, and what `run` would refuse",
     )
     check.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help)
+    check.add_argument(
+        "--credentials",
+        metavar="DIR",
+        help="check the systemd credentials (access_token, password, webhook_secret) as the"
+        " unit's LoadCredential= would load them from DIR, e.g. /etc/holdd",
+    )
     check.set_defaults(func=cmd_check)
     test = sub.add_parser(
         "test",

@@ -505,8 +505,8 @@ def _webhook_secret(hook: _Webhook, creds: _Creds) -> str | None:
         creds.problem(
             ("webhook",),
             "the webhook needs a shared secret",
-            "set secret or secret_file; under systemd LoadCredential=webhook_secret"
-            " (then `systemctl reload holdd` checks it inside the unit)",
+            "set secret or secret_file; or LoadCredential=webhook_secret under systemd,"
+            " and check with `holdd check --credentials /etc/holdd`",
         )
         return None
     text = creds.read(candidate, where, "the webhook secret")
@@ -544,7 +544,7 @@ def _token(api: _CallApi, creds: _Creds) -> Secret:
                 ("callapi",),
                 "could not verify the access token: it comes from systemd"
                 " (LoadCredential=access_token), which only the service sees",
-                "`systemctl reload holdd` runs this check inside the unit",
+                "`holdd check --credentials /etc/holdd` reads it where the unit does",
             )
             return Secret("")
         problem(
