@@ -14,7 +14,7 @@ import pytest
 
 from conftest import TOKEN
 from holdd.cli.main import main
-from holdd.cli.uis_template import EVENT_TYPES, run_uis_template
+from holdd.cli.uis_template import EVENT_TYPES, body_template, run_uis_template
 from holdd.core.events import decode, event_names
 from holdd.sim.server import Simulator
 from holdd.sim.webhooks import render
@@ -137,3 +137,9 @@ async def test_each_printed_template_filled_by_uis_holds_the_call(
                         "value": "Здравствуйте, Ольга",
                     }
         assert sim.account.call(csid).hold_count == 1
+
+
+def test_docs_show_the_template_the_command_prints() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "uis.md").read_text("utf-8")
+    shown = docs.split("```json\n", 1)[1].split("\n```", 1)[0]
+    assert shown == body_template("<your secret>")
