@@ -7,6 +7,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
+import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -155,3 +159,79 @@ def test_tracebacks_carry_no_frame_locals() -> None:
     [line] = lines(buf)
     assert line["exception"][0]["exc_type"] == "RuntimeError"
     assert b"sess-3b9d1f0e7a6c4d2b" not in buf.getvalue()
+
+
+def test_console_on_a_terminal_is_coloured_with_readable_nested_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    master, replica = os.openpty()
+    try:
+        with open(replica, "wb", buffering=0, closefd=False) as tty:
+            logs.configure(fmt="auto", stream=tty, journal=False)
+            structlog.get_logger("t").warning(
+                "config_invalid", problems=["a.toml:3: unknown key 'х'"], trace={"rule": "vip"}
+            )
+        text = os.read(master, 65536).decode()
+    finally:
+        os.close(master)
+        os.close(replica)
+    assert "\x1b[" in text  # ANSI colour
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert "config_invalid" in plain
+    # A list of texts: one line each, below the event; other nesting as JSON.
+    assert "\n    problems:\n      - a.toml:3: unknown key 'х'" in plain.replace("\r\n", "\n")
+    assert """trace='{"rule":"vip"}'""" in plain
+    # NO_COLOR, or not a terminal: no escape codes.
+    buf = io.BytesIO()
+    logs.configure(fmt="console", stream=buf, journal=False)
+    structlog.get_logger("t").info("plain_console", nested={"k": 1})
+    assert b"\x1b[" not in buf.getvalue() and b"""nested='{"k":1}'""" in buf.getvalue()
+
+
+def _doc_jq_recipes() -> list[list[str]]:
+    """The `journalctl ... | jq ...` recipes of docs/operations.md section 6."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text("utf-8")
+    block = text.split("## 6. Logs", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    recipes = []
+    for line in block.splitlines():
+        command = line.split(" | ", 1)[1].split("  #", 1)[0]
+        recipes.append(shlex.split(command))
+    return recipes
+
+
+def test_the_documented_jq_recipes_survive_systemds_plain_lines(tmp_path: Path) -> None:
+    if shutil.which("jq") is None:
+        pytest.skip("jq is not installed")
+    buf = io.BytesIO()
+    logs.configure(fmt="json", stream=buf, journal=False)
+    log = structlog.get_logger("t")
+    log.info("holdd_started", version="x")
+    with structlog.contextvars.bound_contextvars(call_session_id=3140723459, rule="vip"):
+        log.info("hold_sent", message_type="media")
+    # What `journalctl -u holdd -o cat` shows: holdd's JSON and systemd's own lines.
+    ours = buf.getvalue().decode().splitlines()
+    mixed = "\n".join(
+        [
+            "Starting holdd.service - holdd: puts telephone calls on hold...",
+            ours[0],
+            "Started holdd.service - holdd: puts telephone calls on hold.",
+            ours[1],
+            "holdd.service: Deactivated successfully.",
+        ]
+    )
+    recipes = _doc_jq_recipes()
+    assert len(recipes) >= 5 and all(r[0] == "jq" and "R" in r[1] for r in recipes)
+    for argv in recipes:
+        done = subprocess.run(argv, input=mixed, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, (argv, done.stderr)
+    follow = subprocess.run(recipes[1], input=mixed, capture_output=True, text=True)  # -c
+    assert [orjson.loads(line)["event"] for line in follow.stdout.splitlines()] == [
+        "holdd_started",
+        "hold_sent",
+    ]
+    tsv = subprocess.run(recipes[-1], input=mixed, capture_output=True, text=True)
+    assert tsv.stdout.split("\t")[1:] == ["3140723459", "vip\n"]
+    # Why: a bare `jq .` stops at systemd's first line.
+    bare = subprocess.run(["jq", "."], input=mixed, capture_output=True, text=True)
+    assert bare.returncode != 0

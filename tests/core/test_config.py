@@ -65,7 +65,10 @@ def test_problems_carry_file_and_line(tmp_path: Path) -> None:
         load_settings(path)
     line = path.read_text().splitlines().index('formatt = "json"') + 1
     assert line == 15
-    assert [str(p) for p in err.value.problems] == [f"{path}:{line}: unknown key 'formatt'"]
+    # The section is named and the closest key suggested, as rule typos are.
+    assert [str(p) for p in err.value.problems] == [
+        f"{path}:{line}: unknown key 'formatt' in [log] (did you mean 'format'?)"
+    ]
 
 
 def test_every_semantic_problem_at_once(tmp_path: Path) -> None:
@@ -106,5 +109,73 @@ def test_webhook_secret_problems(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(setup(tmp_path, extra='\n[webhook]\nsecret = "short"\n'))
     assert "shorter than 16 characters" in err.value.problems[0].what
-    # `holdd check` (read_secrets=False) does not read the credential.
+    # `holdd explain` (read_secrets=False) does not look at credentials at all;
+    # `holdd check` (secrets="verify") finds what `run` would refuse.
     load_settings(setup(tmp_path, extra="\n[webhook]\n"), environ={}, read_secrets=False)
+    with pytest.raises(ConfigError) as err:
+        load_settings(setup(tmp_path, extra="\n[webhook]\n"), environ={}, secrets="verify")
+    assert [p.what for p in err.value.problems] == ["the webhook needs a shared secret"]
+
+
+def test_every_type_error_at_once_in_operator_words(tmp_path: Path) -> None:
+    path = setup(
+        tmp_path,
+        extra='\n[state]\nretention = 7\n\n[log]\nformat = "loud"\nlevel = 1\n',
+    )
+    path.write_text(
+        path.read_text()
+        .replace('timeout = "1m30s"', 'timeout = 5\nmax_connections = "ten"')
+        .replace("[rules]", "[rulez]")
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    text = path.read_text().splitlines()
+
+    def at(needle: str) -> str:
+        return f"{path}:{next(i for i, t in enumerate(text, 1) if t.startswith(needle))}: "
+
+    assert [str(p) for p in err.value.problems] == [
+        at("timeout") + "timeout: expected text in quotes, got a whole number"
+        ' (durations are strings such as "5s")',
+        at("max_connections") + "max_connections: expected a whole number, got text",
+        at("[rulez]") + "unknown section [rulez] (did you mean [rules]?)",
+        at("retention") + "retention: expected text in quotes, got a whole number"
+        ' (durations are strings such as "5s")',
+        at("format") + "format: 'loud' is not one of json, console, auto",
+        at("level") + "level: expected text in quotes, got a whole number",
+    ]
+
+
+def test_a_key_in_the_wrong_section_says_where_it_belongs(tmp_path: Path) -> None:
+    path = setup(tmp_path)
+    path.write_text('timezone = "UTC"\n' + path.read_text().replace("timeout", "timeout_s"))
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert [str(p) for p in err.value.problems] == [
+        f"{path}:1: key 'timezone' is outside any section"
+        " (it belongs in [notify]: write it below that header)",
+        f"{path}:6: unknown key 'timeout_s' in [callapi] (did you mean 'timeout'?)",
+    ]
+
+
+def test_webhook_only_config_takes_notify_options(tmp_path: Path) -> None:
+    path = setup(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            '[notify]\nurl = "wss://notify.example.net/stream"\n',
+            '[notify]\ntimezone = "Asia/Yekaterinburg"\nresync_interval = "2m"\n'
+            '[notify.events]\n"Мой разговор" = "talk_started"\n\n'
+            '[webhook]\nsecret = "0123456789abcdef0123"\n',
+        )
+    )
+    s = load_settings(path)
+    assert s.notify_url is None
+    assert s.timezone == "Asia/Yekaterinburg"
+    assert s.resync_interval == 120
+    assert s.events == {"Мой разговор": "talk_started"}
+    assert s.webhook_listen == ("127.0.0.1", 8081)
+    # Neither a url nor a webhook: no source at all.
+    path.write_text(path.read_text().split("[webhook]")[0])
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert [p.what for p in err.value.problems] == ["no notification source"]

@@ -58,6 +58,23 @@ def test_operator_names_extend_the_table() -> None:
     assert decoded.notifications[0].call_session_id == 77
 
 
+def test_unknown_names_are_recorded_as_sent() -> None:
+    batch = [
+        {"notification_name": "Мой разговор", "call_session_id": 1},
+        {"notification_name": "Начало разговора", "call_session_id": 2},
+        {"notification_mnemonic": "crm_talk", "notification_name": "x", "call_session_id": 3},
+        {"state": "talk", "call_session_id": 4},  # no name at all: nothing to report
+        {"notification_name": "Мой разговор", "call_session_id": "bad"},  # rejected
+    ]
+    decoded = decode(orjson.dumps(batch))
+    assert decoded.unknown_names == ["Мой разговор", "crm_talk"]
+    assert [n.call_session_id for n in decoded.notifications] == [1, 2, 3, 4]
+    # Mapped in [notify] events, the name is known.
+    named = decode(orjson.dumps(batch[0]), event_names({"мой разговор": "talk_started"}))
+    assert named.unknown_names == []
+    assert named.notifications[0].kind is EventKind.TALK_STARTED
+
+
 def test_array_and_wrapped_payloads() -> None:
     raw = [
         {"params": TALK},

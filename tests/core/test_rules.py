@@ -123,7 +123,7 @@ BROKEN = [
     (
         '[[rule]]\nname = "a"\npriority = "high"\n[rule.hold]\nmedia = "1"\n',
         3,
-        "Expected `int`, got `str`",
+        "priority: expected a whole number, got text",
     ),
     (
         '[[rule]]\nname = "a"\n[rule.hold]\nmedia = "1"\n\n[[rule]]\nname = "a"\n[rule.hold]\n'

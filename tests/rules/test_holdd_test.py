@@ -170,3 +170,44 @@ def test_broken_rules_are_reported_and_the_file_not_run(
     code, out = run(capsys, str(test))
     assert code == 1
     assert out.splitlines()[0].startswith(f'{tmp_path / "r.toml"}:4: rule "a": unknown key')
+
+
+def test_an_unknown_notification_name_is_an_error_not_a_silent_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "Мой разговор" maps to no event kind: the daemon would not move the call
+    # to Talk, so `expect = []` would pass for the wrong reason.
+    body = (
+        "[[test]]\n"
+        'name = "custom name"\n'
+        'call = { call_session_id = 9, direction = "in", virtual_phone_number = "74950000002" }\n'
+        'events = [{ at = "0s", notification_name = "Мой разговор" }]\n'
+        "expect = []\n"
+    )
+    test = tmp_path / "names.toml"
+    test.write_text(
+        f'rules = [{RULES_GLOB!r}]\nclock = "2026-11-26T10:00:00+03:00"\n\n{body}',
+        encoding="utf-8",
+    )
+    code, out = run(capsys, str(test))
+    assert code == 1
+    assert out.splitlines()[0] == (
+        f"{test}:7: test 'custom name': event 1: notification name 'Мой разговор' maps to no"
+        ' event kind (use a name holdd knows (e.g. "Начало разговора") or map it in [notify]'
+        ' events of the config (config = "..." instead of rules = [...]))'
+    )
+    # Mapped in the config's [notify] events, the same test runs (and fails
+    # honestly: the billing rule holds after 2s).
+    (tmp_path / "holdd.toml").write_text(
+        '[callapi]\nurl = "https://callapi.uiscom.ru/v4.0"\n\n'
+        f"[rules]\nfiles = [{RULES_GLOB!r}]\n\n"
+        '[notify.events]\n"Мой разговор" = "talk_started"\n\n'
+        '[webhook]\nsecret_file = "not-read-by-holdd-test"\n',
+        encoding="utf-8",
+    )
+    test.write_text(
+        f'config = "holdd.toml"\nclock = "2026-11-26T10:00:00+03:00"\n\n{body}', encoding="utf-8"
+    )
+    code, out = run(capsys, str(test))
+    assert code == 1 and out.splitlines()[0] == f"FAIL {test}:4: test 'custom name'", out
+    assert "+at=2s hold call=9 rule=billing-wait" in out

@@ -255,7 +255,7 @@ PROBLEMS = [
         "wrong type",
         '[[rule]]\nname = "a"\n[rule.match]\nemployee_id = "25"\n[rule.hold]\nmedia = "1"\n',
         "employee_id",
-        "employee_id: Expected `int | array`, got `str`",
+        "employee_id: expected a whole number or a list, got text",
     ),
 ]
 

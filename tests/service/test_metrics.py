@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from holdd import __version__
 from holdd.core.records import Claim, FinishClaim, PutClaim
 from holdd.core.states import CallState
-from holdd.io.metrics import Metrics
+from holdd.io.metrics import UNKNOWN_NAME_LABELS, Metrics
 from holdd.io.store.sqlite import StateDb
 
 
@@ -28,6 +28,7 @@ def test_every_metric_is_prefixed_and_documented() -> None:
         "holdd_build_info",
         "holdd_notifications",
         "holdd_notifications_dropped",
+        "holdd_notifications_unknown_name",
         "holdd_notify_connected",
         "holdd_notify_reconnects",
         "holdd_notify_gap_seconds",
@@ -62,6 +63,23 @@ def test_notifications_and_drops() -> None:
     assert value(m, "holdd_notifications_total", kind="talk_started", outcome="accepted") == 2
     assert value(m, "holdd_notifications_total", kind="other", outcome="dropped") == 1
     assert value(m, "holdd_notifications_dropped_total", reason="no_call_session_id") == 1
+
+
+def test_unknown_names_by_name_and_bounded() -> None:
+    m = Metrics()
+
+    def count(name: str) -> float | None:
+        return m.registry.get_sample_value("holdd_notifications_unknown_name_total", {"name": name})
+
+    m.unknown_name("Мой разговор")
+    m.unknown_name("Мой разговор")
+    assert count("Мой разговор") == 2
+    for i in range(UNKNOWN_NAME_LABELS + 5):
+        m.unknown_name(f"name-{i}")
+    # One label per name up to the bound, the rest counted together.
+    assert count("(other)") == 6
+    m.unknown_name("x" * 200)
+    assert count("(other)") == 7
 
 
 def test_stream_state_reconnects_and_gaps() -> None:

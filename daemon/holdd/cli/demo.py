@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import holdd
@@ -101,12 +103,22 @@ SCRIPT = (
 
 
 def default_config_dir() -> Path:
-    """config/demo of the checkout this package was installed from."""
-    return Path(holdd.__file__).resolve().parents[2] / "config" / "demo"
+    """The demo's config, shipped in the package (holdd/demo/)."""
+    return Path(str(resources.files(holdd).joinpath("demo")))
+
+
+def _working_copy(config_dir: Path) -> Path:
+    """A fresh directory with the demo's config and rules, kept after the demo
+    so that `holdd explain -c DIR/holdd.toml ID` can read its state database
+    (its [state] path is relative: DIR/state.db)."""
+    work = Path(tempfile.mkdtemp(prefix="holdd-demo-"))
+    shutil.copytree(config_dir, work, dirs_exist_ok=True)
+    return work
 
 
 async def run_demo(config_dir: Path | None = None) -> int:
-    config = (config_dir or default_config_dir()) / "holdd.toml"
+    work = _working_copy(config_dir or default_config_dir())
+    config = work / "holdd.toml"
     try:
         settings = load_settings(config)
         rules = load_rules(settings.rule_files, settings.tts_max_length)
@@ -116,15 +128,12 @@ async def run_demo(config_dir: Path | None = None) -> int:
         return 78
     sim = Simulator(tokens=(settings.access_token.reveal(),), media_ids=("2034", "2561", "3001"))
     await sim.start()
-    scratch = tempfile.TemporaryDirectory(prefix="holdd-demo-")
     try:
-        # A fresh state database each run: the simulator numbers its calls
-        # from the same start every time, and the ledger would remember them.
+        # A fresh state database each run (in the fresh working copy): the
+        # simulator numbers its calls from the same start every time, and the
+        # ledger would remember them.
         settings = dataclasses.replace(
-            settings,
-            callapi_url=sim.callapi_url,
-            notify_url=sim.notify_url,
-            state_path=Path(scratch.name) / "state.db",
+            settings, callapi_url=sim.callapi_url, notify_url=sim.notify_url
         )
         logs.configure(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets)
         daemon = Daemon(settings, rules)
@@ -144,8 +153,12 @@ async def run_demo(config_dir: Path | None = None) -> int:
         code = running.result()
     finally:
         await sim.stop()
-        scratch.cleanup()
     print(_table(sim, daemon, calls), flush=True)
+    print(
+        f"\nWhy call {calls[0]} was held, from the state database the demo kept in {work}:"
+        f"\n  holdd explain -c {config} {calls[0]}",
+        flush=True,
+    )
     return code
 
 

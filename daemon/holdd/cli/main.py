@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,17 +14,21 @@ import structlog
 
 from holdd import __version__
 from holdd.config.rulefiles import load_rules
-from holdd.config.settings import Settings, load_settings
+from holdd.config.settings import SecretMode, Settings, load_settings
 from holdd.core.errors import ConfigError
 from holdd.core.rules import RuleSet
 from holdd.io import logs
 
 #: sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop.
 EX_CONFIG = 78
+#: Where the unit (systemd/holdd.service) and docs/operations.md put the config.
+DEFAULT_CONFIG = "/etc/holdd/holdd.toml"
 
 
-def _load(path: Path, *, read_secrets: bool = True) -> tuple[Settings, RuleSet]:
-    settings = load_settings(path, read_secrets=read_secrets)
+def _load(
+    path: Path, *, secrets: SecretMode = "read", environ: dict[str, str] | None = None
+) -> tuple[Settings, RuleSet]:
+    settings = load_settings(path, environ, secrets=secrets)
     rules = load_rules(settings.rule_files, settings.tts_max_length)
     return settings, rules
 
@@ -56,13 +61,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Everything `holdd run` would refuse is a problem (exit 1); a credential
+    this user cannot see (another user's file, a systemd credential outside
+    the unit) is said to be not verified rather than "ok"."""
+    environ = None
+    if args.credentials:
+        # The directory systemd's LoadCredential= reads from (/etc/holdd in
+        # docs/operations.md): check what the unit will hand over.
+        environ = {**os.environ, "CREDENTIALS_DIRECTORY": args.credentials}
     try:
-        settings, rules = _load(Path(args.config), read_secrets=False)
+        settings, rules = _load(Path(args.config), secrets="verify", environ=environ)
     except ConfigError as err:
         _print_problems(err)
         print(f"{len(err.problems)} problem(s) found", file=sys.stderr)
         return 1
-    print(f"{settings.path}: ok, {len(rules.rules)} rule(s) in {len(rules.files)} file(s)")
+    counts = f"{len(rules.rules)} rule(s) in {len(rules.files)} file(s)"
+    if settings.unverified:
+        for note in settings.unverified:
+            print(note)
+        print(
+            f"{settings.path}: no problem found, {counts}; could not verify "
+            f"{len(settings.unverified)} credential(s) from here (above)"
+        )
+        return 0
+    print(f"{settings.path}: ok, {counts}")
     return 0
 
 
@@ -184,6 +206,12 @@ async def _serve_sim(host: str, port: int, tokens: tuple[str, ...]) -> int:
     return 0
 
 
+def cmd_uis_template(args: argparse.Namespace) -> int:
+    from holdd.cli.uis_template import run_uis_template
+
+    return run_uis_template(Path(args.config), args.url, english=args.english)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from holdd.cli.demo import run_demo
 
@@ -196,11 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"holdd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = f"the daemon config (default: {DEFAULT_CONFIG})"
     run = sub.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument("-c", "--config", required=True, metavar="FILE")
+    run.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help)
     run.set_defaults(func=cmd_run)
-    check = sub.add_parser("check", help="validate the config and every rule file")
-    check.add_argument("-c", "--config", required=True, metavar="FILE")
+    check = sub.add_parser(
+        "check",
+        help="validate the config and every rule file, and what `run` would refuse",
+    )
+    check.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help)
+    check.add_argument(
+        "--credentials",
+        metavar="DIR",
+        help="check the systemd credentials (access_token, password, webhook_secret) as the"
+        " unit's LoadCredential= would load them from DIR, e.g. /etc/holdd",
+    )
     check.set_defaults(func=cmd_check)
     test = sub.add_parser(
         "test",
@@ -223,9 +261,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(func=cmd_simulate)
     explain = sub.add_parser("explain", help="the decision trace of one call")
-    explain.add_argument("-c", "--config", required=True, metavar="FILE")
+    explain.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help)
     explain.add_argument("call_session_id", type=int, metavar="CALL_SESSION_ID")
     explain.set_defaults(func=cmd_explain)
+    template = sub.add_parser(
+        "uis-template",
+        help="print the HTTP notifications to create in the UIS cabinet for this config",
+        description="Print, for the config given, the notifications to create in the UIS"
+        " (CoMagic, CallGear) cabinet: name, event type, method, URL and the JSON body"
+        " template with the webhook secret. Walk-through: docs/uis.md.",
+    )
+    template.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=config_help
+    )
+    template.add_argument(
+        "--url", metavar="URL", help="the public URL UIS posts to (your TLS reverse proxy)"
+    )
+    template.add_argument(
+        "--english", action="store_true", help="CallGear's English event type names"
+    )
+    template.set_defaults(func=cmd_uis_template)
     sim = sub.add_parser("sim", help="run the built-in UIS simulator")
     sim.add_argument("--listen", default="127.0.0.1:8900", metavar="HOST:PORT")
     sim.add_argument(
@@ -233,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(func=cmd_sim)
     demo = sub.add_parser("demo", help="simulator + daemon with a scripted set of calls")
-    demo.add_argument("--config-dir", metavar="DIR", help="default: config/demo of the checkout")
+    demo.add_argument(
+        "--config-dir", metavar="DIR", help="default: the demo config shipped with holdd"
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -67,8 +67,9 @@ from typing import Any, Literal, TextIO
 import msgspec
 import orjson
 
-from holdd.config.report import Reporter
+from holdd.config.report import Duration, Reporter
 from holdd.config.rulefiles import load_rules
+from holdd.config.settings import read_config
 from holdd.config.toml import Path as KeyPath
 from holdd.core.durations import format_duration, parse_duration
 from holdd.core.errors import ConfigError, Problem
@@ -101,37 +102,22 @@ def read_rule_config(path: Path) -> RuleSource:
     `timezone` are read: tests and simulations never call the API, so they
     work on a machine without the credentials (`holdd check` checks the rest).
     """
-    report = Reporter(str(path))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(path), None, f"cannot read config: {exc}")]) from None
-    doc = report.parse(text)
-    if doc is None:
+    raw, report = read_config(path)
+    if raw is None:
         raise ConfigError(report.problems)
-
-    def table(name: str) -> dict[str, Any]:
-        value = doc.get(name, {})
-        return value if isinstance(value, dict) else {}
-
-    patterns = table("rules").get("files", ["rules.d/*.toml"])
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    files = _globs(patterns, path.parent, report, ("rules", "files"))
-    tts = table("callapi").get("tts_max_length", 500)
-    if not isinstance(tts, int) or isinstance(tts, bool) or tts < 1:
-        report.add(("callapi", "tts_max_length"), "tts_max_length must be a whole number >= 1")
-        tts = 500
-    notify = table("notify")
+    files = _globs(raw.rules.files, path.parent, report, ("rules", "files"))
+    tts = raw.callapi.tts_max_length if raw.callapi is not None else 500
+    if tts < 1:
+        report.add(("callapi", "tts_max_length"), "tts_max_length must be at least 1")
+    notify = raw.notify_options
     names: dict[str, EventKind] = dict(DEFAULT_EVENT_NAMES)
     try:
-        names = event_names(notify.get("events") or {})
-    except (ValueError, AttributeError) as exc:
+        names = event_names(notify.events)
+    except ValueError as exc:
         report.add(("notify", "events"), f"bad [notify] events: {exc}")
-    timezone = notify.get("timezone", "Europe/Moscow")
     if report.problems:
         raise ConfigError(report.problems)
-    return RuleSource(tuple(files), tts, names, str(timezone))
+    return RuleSource(tuple(files), tts, names, notify.timezone)
 
 
 def _globs(patterns: object, base: Path, report: Reporter, where: KeyPath) -> list[Path]:
@@ -259,7 +245,7 @@ class _TestSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _ExpectSpec(msgspec.Struct, forbid_unknown_fields=True):
-    at: str
+    at: Duration
     action: Literal["hold", "would_hold", "unhold", "would_unhold"]
     rule: str
     call_session_id: int | None = None
@@ -317,12 +303,7 @@ def read_test_file(path: Path) -> TestFile:
     """Parse and check one test file and load its rules; problems, never raises."""
     report = Reporter(str(path))
     out = TestFile(path, report.problems, [])
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        report.problems.append(Problem(str(path), None, f"cannot read test file: {exc}"))
-        return out
-    doc = report.parse(text)
+    doc = report.read(path, "test file")
     if doc is None:
         return out
     if "test" not in doc:
@@ -487,6 +468,17 @@ def _event(
             f"({rejection.detail})",
         )
     if decoded.rejections:
+        return None
+    for unknown in decoded.unknown_names:
+        # The daemon would keep the call's state as it is (and warn): a test
+        # built on it would pass or fail for the wrong reason.
+        report.add(
+            where,
+            subject + f"event {index + 1}: notification name {unknown!r} maps to no event kind",
+            hint='use a name holdd knows (e.g. "Начало разговора") or map it in [notify]'
+            ' events of the config (config = "..." instead of rules = [...])',
+        )
+    if decoded.unknown_names:
         return None
     calls.update(n.call_session_id for n in decoded.notifications)
     name = merged.get("notification_name") or merged.get("notification_mnemonic")

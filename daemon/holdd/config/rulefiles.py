@@ -2,8 +2,9 @@
 it reads the files it is given and the `@file:` lists they name, nothing else).
 
 Each problem carries the file and the line of the offending key (or list
-element, or line of an `@file:` list), found with `tomlpos.KeyLines` because
-msgspec reports a JSON path and tomllib positions only for syntax errors.
+element, or line of an `@file:` list): the parsing and checking is
+`config.report.Reporter`, the pipeline shared with holdd.toml and rule test
+files.
 Unknown keys are errors: a misspelt `contact_phone` must never silently match
 every call.
 
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from holdd.config.report import Reporter, keys_of
+from holdd.config.report import Duration, Reporter, keys_of
 from holdd.config.toml import Path as KeyPath
 from holdd.core.durations import parse_duration
 from holdd.core.errors import ConfigError, Problem
@@ -77,18 +78,18 @@ class HoldSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ThenSpec(msgspec.Struct, forbid_unknown_fields=True):
-    unhold_after: str | None = None
+    unhold_after: Duration | None = None
 
 
 class LimitSpec(msgspec.Struct, forbid_unknown_fields=True):
-    cooldown: str | None = None
+    cooldown: Duration | None = None
 
 
 class RuleSpec(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     hold: dict[str, Any]
     priority: int = 0
-    after: str = "0s"
+    after: Duration = "0s"
     mode: Literal["live", "shadow"] = "live"
     enabled: bool = True
     match: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -163,8 +164,8 @@ class _FileLoader:
 
         return sorted(self.report.problems, key=line)
 
-    def read(self, text: str) -> None:
-        doc = self.report.parse(text)
+    def read(self) -> None:
+        doc = self.report.read(self.path, "rule file")
         if doc is None:
             return
         self.doc = doc
@@ -506,12 +507,7 @@ def load_rules(paths: Iterable[Path], tts_max_length: int = 500) -> RuleSet:
     for path in paths:
         loader = _FileLoader(Path(path), tts_max_length)
         loaders.append(loader)
-        try:
-            text = loader.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            loader.report.problems.append(Problem(str(path), None, f"cannot read rule file: {exc}"))
-            continue
-        loader.read(text)
+        loader.read()
 
     schedules: dict[str, _Defined] = {}
     for loader in loaders:

@@ -116,6 +116,11 @@ class Rejection:
 class Decoded:
     notifications: list[Notification] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    #: The name (as sent: the mnemonic, else the notification_name) of each
+    #: notification whose name maps to no event kind. UIS sends whatever name
+    #: the account owner typed, so this is how a missing `[notify] events`
+    #: entry shows; the notification itself is kept (kind OTHER).
+    unknown_names: list[str] = field(default_factory=list)
 
 
 def event_names(extra: Mapping[str, str] | None = None) -> dict[str, EventKind]:
@@ -195,6 +200,10 @@ def decode_value(doc: object, names: Mapping[str, EventKind], out: Decoded) -> N
         result = to_notification(item, names)
         if isinstance(result, Notification):
             out.notifications.append(result)
+            if result.kind is EventKind.OTHER:
+                name = sent_name(result.fields)
+                if name is not None:
+                    out.unknown_names.append(name)
         else:
             out.rejections.append(result)
 
@@ -261,6 +270,16 @@ def kind_of(fields: Mapping[str, object], names: Mapping[str, EventKind]) -> Eve
             if kind is not None:
                 return kind
     return EventKind.OTHER
+
+
+def sent_name(fields: Mapping[str, object]) -> str | None:
+    """The name a notification was sent with: its mnemonic, else its
+    notification_name; None when it has neither (a bare state update)."""
+    for key in ("notification_mnemonic", "notification_name"):
+        value = fields.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
 
 
 def as_int(value: object) -> int | None:

@@ -120,11 +120,33 @@ class _PriorityPrefix:
 
 
 class _ConsoleBytes:
-    def __init__(self) -> None:
-        self._console = structlog.dev.ConsoleRenderer(colors=False)
+    """The console rendering: coloured on a terminal (unless `$NO_COLOR` is
+    set); a list of texts (`problems`) as one indented line per item below
+    the event, other nested values (a trace) as compact JSON with non-ASCII
+    text as written, rather than Python reprs."""
+
+    def __init__(self, colors: bool) -> None:
+        self._console = structlog.dev.ConsoleRenderer(colors=colors)
 
     def __call__(self, logger: WrappedLogger, name: str, event: EventDict) -> bytes:
-        return str(self._console(logger, name, event)).encode()
+        flat: EventDict = {}
+        below: list[str] = []
+        for key, value in event.items():
+            if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+                below.append(f"    {key}:")
+                below.extend(f"      - {v}" for v in value)
+            elif isinstance(value, dict | list | tuple) and key != "exc_info":
+                flat[key] = orjson.dumps(value, default=repr).decode()
+            else:
+                flat[key] = value
+        text = str(self._console(logger, name, flat))
+        return "\n".join([text, *below]).encode()
+
+
+def _colours(out: BinaryIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    env = os.environ if environ is None else environ
+    return not env.get("NO_COLOR") and out.isatty()
 
 
 class _StdlibToStream(logging.Handler):
@@ -167,7 +189,9 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
     ]
     tail: list[Processor]
-    tail = [redact, _ConsoleBytes()] if console else [_TRACEBACKS, redact, _render_json]
+    tail = (
+        [redact, _ConsoleBytes(_colours(out))] if console else [_TRACEBACKS, redact, _render_json]
+    )
     if prefixed:
         tail[-1] = _PriorityPrefix(tail[-1])
     structlog.configure(

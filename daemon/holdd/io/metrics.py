@@ -17,6 +17,8 @@ Metric reference (also in docs/operations.md):
     holdd_build_info{version}                           1
     holdd_notifications_total{kind,outcome}             decoded (outcome: accepted | dropped)
     holdd_notifications_dropped_total{reason}           rejected notifications, by reason
+    holdd_notifications_unknown_name_total{name}        notifications whose name maps to no
+                                                        event kind (add it to [notify] events)
     holdd_notify_connected                              1 while the stream is up
     holdd_notify_reconnects_total{reason}               stream reconnects
     holdd_notify_gap_seconds                            histogram of stream outages
@@ -60,6 +62,9 @@ _WRITE_BUCKETS = (
     0.25,
     1.0,
 )
+
+#: The most distinct names `holdd_notifications_unknown_name_total` keeps apart.
+UNKNOWN_NAME_LABELS = 50
 
 CallCounts = Callable[[], Mapping[CallState, int]]
 
@@ -106,6 +111,14 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.unknown_names = Counter(
+            "holdd_notifications_unknown_name",
+            "Notifications whose name maps to no event kind, by the name as sent"
+            " (map it in [notify] events).",
+            ["name"],
+            registry=r,
+        )
+        self._unknown_seen: set[str] = set()
         self.notify_connected = Gauge(
             "holdd_notify_connected", "1 while the notification stream is connected.", registry=r
         )
@@ -184,6 +197,21 @@ class Metrics:
         else:
             self.notifications.labels(kind, "dropped").inc()
             self.drops.labels(dropped_reason).inc()
+
+    def unknown_name(self, name: str) -> None:
+        """A notification named `name` (as sent) that maps to no event kind.
+
+        The label is the operator's own name, so it is bounded: at most
+        `UNKNOWN_NAME_LABELS` distinct names of at most 64 characters each;
+        further names are counted under "(other)".
+        """
+        label = name[:64]
+        if label not in self._unknown_seen:
+            if len(self._unknown_seen) >= UNKNOWN_NAME_LABELS:
+                label = "(other)"
+            else:
+                self._unknown_seen.add(label)
+        self.unknown_names.labels(label).inc()
 
     def stream_up(self) -> None:
         self.notify_connected.set(1)
