@@ -38,6 +38,19 @@ def emitted(source: str) -> set[str]:
     }
     names: set[str] = set()
     for node in ast.walk(tree):
+        # The machine's records: `out.log("info", "name", ...)` and
+        # ("info", "name", {...}) lines (core/commands.py, core/verdicts.py).
+        pair = node.args[:2] if isinstance(node, ast.Call) else None
+        if isinstance(node, ast.Tuple):
+            pair = node.elts[:2]
+        if (
+            pair is not None
+            and len(pair) == 2
+            and all(isinstance(p, ast.Constant) and isinstance(p.value, str) for p in pair)
+            and pair[0].value in LEVELS  # type: ignore[attr-defined]
+            and pair[1].value not in LEVELS  # type: ignore[attr-defined]
+        ):
+            names.add(pair[1].value)  # type: ignore[attr-defined]
         if not isinstance(node, ast.Call) or not node.args:
             continue
         func = node.func
@@ -73,8 +86,16 @@ def test_the_scanner_finds_each_way_of_logging() -> None:
         "    level('picked_level')\n"
         "    log.info(_EVENTS[1])\n"
         "    print('not_an_event')\n"
+        "    out.log('warning', 'machine_record', x=1)\n"
+        "    return 'info', 'verdict_line', {}\n"
     )
-    assert emitted(source) == {"plain_one", "picked_level", "call_ended"}
+    assert emitted(source) == {
+        "plain_one",
+        "picked_level",
+        "call_ended",
+        "machine_record",
+        "verdict_line",
+    }
 
 
 def test_every_event_the_code_emits_is_documented() -> None:

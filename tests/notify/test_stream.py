@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from conftest import TOKEN
 from holdd.io.notify import NotifyListener
 from holdd.sim.server import Simulator
@@ -146,3 +148,40 @@ async def test_bad_input_is_dropped_counted_and_throttled(sim: Simulator, tmp_pa
         assert line["detail"]
     assert by_reason["not_json"] == 5  # a flood of 41 logs 5 lines per 10 s
     assert holds(sim) == [marker]  # and the daemon kept serving
+
+
+async def test_an_unknown_notification_name_is_warned_once_and_counted(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """UIS sends whatever name the account owner typed: a name that maps to
+    no event kind is one WARNING per name, and counted by name in /metrics."""
+    config = config_text(callapi_url=sim.callapi_url, token=TOKEN, notify_url=sim.notify_url)
+    async with running_daemon(tmp_path, config) as (daemon, capture):
+        await sim.wait_for_clients(1)
+        await sim.send_raw(
+            *[
+                orjson.dumps(
+                    {"notification_name": "holdd: разговор", "call_session_id": n}
+                ).decode()
+                for n in (901, 902, 903)
+            ],
+            orjson.dumps({"notification_name": "other name", "call_session_id": 904}).decode(),
+        )
+        marker = await sim.start_call(direction="in", contact_phone_number="79260000031")
+        await sim.answer(marker)
+        await daemon.wait_for(lambda: marker in daemon.outcomes, within=20)
+        registry = daemon.metrics.registry
+        counted = {
+            name: registry.get_sample_value(
+                "holdd_notifications_unknown_name_total", {"name": name}
+            )
+            for name in ("holdd: разговор", "other name")
+        }
+    warned = capture.events("notification_name_unknown")
+    assert [(w["name"], w["level"]) for w in warned] == [
+        ("holdd: разговор", "warning"),
+        ("other name", "warning"),
+    ]
+    assert "[notify] events" in warned[0]["hint"]
+    assert counted == {"holdd: разговор": 3.0, "other name": 1.0}
+    assert holds(sim) == [marker]

@@ -128,3 +128,23 @@ def test_a_bad_rule_set_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtur
     (tmp_path / "e.jsonl").write_text("")
     assert main(["simulate", "-c", str(config), str(tmp_path / "e.jsonl")]) == 1
     assert "r.toml:4: rule \"a\": media 'x' is not a media file id" in capsys.readouterr().err
+
+
+def test_an_unknown_notification_name_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = lines(
+        {
+            "call_session_id": 9,
+            "direction": "in",
+            "contact_phone_number": "79031234567",
+            "notification_name": "holdd: разговор",
+            "notification_time": "2026-11-26 10:00:00.000",
+        }
+    )
+    code, decisions, err = simulate(tmp_path, capsys, events)
+    assert code == 0
+    assert decisions == []
+    assert "events.jsonl:1: notification name 'holdd: разговор' maps to no event kind" in err
+    assert "[notify] events" in err
+    assert "1 with an unknown name" in err

@@ -175,7 +175,7 @@ def run_simulation(
 
     replay = VirtualRun(rules, source.names, start=origin)
     counts: dict[str, int] = {}
-    notifications = dropped = 0
+    notifications = dropped = unknown = 0
     shown = 0
 
     def emit() -> None:
@@ -202,6 +202,13 @@ def run_simulation(
         now = max(now, moment if moment is not None else now)
         decoded = replay.feed(raw, now)
         notifications += len(decoded.notifications)
+        for name in decoded.unknown_names:
+            unknown += 1
+            print(
+                f"{events}:{number}: notification name {name!r} maps to no event kind"
+                f' (map it in [notify] events, e.g. {name!r} = "talk_started")',
+                file=stderr,
+            )
         for rejection in decoded.rejections:
             dropped += 1
             print(
@@ -214,7 +221,8 @@ def run_simulation(
     emit()
     summary = ", ".join(f"{n} {event}" for event, n in sorted(counts.items())) or "no decisions"
     print(
-        f"{events}: {notifications} notification(s), {dropped} dropped; {summary}",
+        f"{events}: {notifications} notification(s), {dropped} dropped,"
+        f" {unknown} with an unknown name; {summary}",
         file=stderr,
     )
     return 0

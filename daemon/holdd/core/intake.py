@@ -38,7 +38,7 @@ def note_rejected(
                 source=source,
                 held_back=held_back,
             )
-    for name in getattr(decoded, "unknown_names", ()):
+    for name in decoded.unknown_names:
         out.count("unknown_name", name)
         if name not in names_seen:
             names_seen.add(name)

@@ -226,8 +226,12 @@ class Daemon:
             try:
                 out.extend(self._feed(item, self.clock()))
             except Exception:
-                self._count_drop("internal_error")
-                self.log.exception("input_failed", input=type(item).__name__)
+                # One input that trips a bug is logged and counted; the loop goes on.
+                if isinstance(item, Frame):
+                    self._count_drop("internal_error")
+                    self.log.exception("notification_failed", source=item.source)
+                else:
+                    self.log.exception("input_failed", input=type(item).__name__)
         await self._carry_out(out)
         self.progressed()
 
@@ -304,7 +308,7 @@ class Daemon:
             self.metrics.rule_matched(labels[0])
         elif name == "action":
             self.metrics.action(*labels)
-        elif name == "unknown_name" and hasattr(self.metrics, "unknown_name"):
+        elif name == "unknown_name":
             self.metrics.unknown_name(labels[0])
 
     def _count_drop(self, reason: str, kind: str = "unknown") -> None:
