@@ -2,8 +2,9 @@
 
     HolddError
     ├── ConfigError            a config or rule file cannot be used (carries every Problem)
-    ├── StateDbError           the state database cannot be used (io/store/sqlite.py)
-    └── CallApiFailure         a Call API request did not succeed (callapi.py)
+    ├── StoreError             the state store cannot be opened, read or written
+    │   └── StateDbError       ... the SQLite file (io/store/sqlite.py)
+    └── CallApiFailure         a Call API request did not succeed (callapi/failures.py)
         ├── CallApiError       the API answered with a JSON-RPC error; one subclass
         │                      per policy (ServerFault, RequestRefused, TokenRejected,
         │                      LimitExceeded, CallGone, InvalidState)
@@ -21,6 +22,10 @@ from dataclasses import dataclass
 
 class HolddError(Exception):
     """Base of every error holdd raises on purpose."""
+
+
+class StoreError(HolddError):
+    """The state store cannot be opened, read or written (io/store/)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from holdd.config.rulefiles import load_rules
 from holdd.config.settings import Settings, load_settings
 from holdd.core.calls import CallTable
 from holdd.core.commands import Arm, Commands, Outcome, SendHold
-from holdd.core.errors import ConfigError
+from holdd.core.errors import ConfigError, StoreError
 from holdd.core.events import Decoded, Rejection, RejectReason, decode, decode_value, event_names
 from holdd.core.machine import Machine
 from holdd.core.rules import Evaluation, RuleSet
@@ -41,6 +41,9 @@ from holdd.io.webhook import WebhookReceiver
 
 #: sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop.
 EX_CONFIG = 78
+#: sysexits.h EX_TEMPFAIL: the store could not be written; systemd restarts
+#: holdd, which recovers from what the store holds.
+EX_TEMPFAIL = 75
 #: Inputs handled in one loop turn at most (one transaction).
 TURN = 512
 
@@ -75,6 +78,7 @@ class Daemon:
         #: Dropped notifications by reason (also in /metrics).
         self.dropped: dict[str, int] = {}
         self.resyncs = 0
+        self._exit_code = 0
 
     # -- what tests and the demo read ------------------------------------------
 
@@ -197,7 +201,7 @@ class Daemon:
                     deadline=self.settings.action_deadline,
                 )
                 await self._carry_out(self.machine.restore(restored, now))
-                code = await self.services.serve(self._loop(), self._stopping)
+                code = await self.services.serve(self._loop(), self._stopping) or self._exit_code
                 left = await self.runner.drain(within=self.stop_timeout)
                 if left:
                     self.log.warning("holdd_stop_abandoned_requests", count=left)
@@ -275,8 +279,14 @@ class Daemon:
     async def _carry_out(self, out: Commands) -> None:
         """The store first; nothing is sent before its claim is durable."""
         refused: set[tuple[int, str, str]] = set()
+        if self._exit_code == EX_TEMPFAIL:
+            return  # the store failed: nothing more is carried out before the stop
         if out.persist and self.store is not None:
-            refused = self.store.commit(out.persist)
+            try:
+                refused = self.store.commit(out.persist)
+            except StoreError as exc:
+                self._store_failed(exc, out)
+                return
             self.metrics.store_commits.inc()
         now = self.clock()
         for key in refused:
@@ -296,6 +306,21 @@ class Daemon:
                 self.runner.hold(send.decision)
             else:
                 self.runner.unhold(send.call_session_id, send.rule)
+
+    def _store_failed(self, exc: StoreError, out: Commands) -> None:
+        """Nothing of a turn the store did not take is carried out: no request
+        goes out without its durable claim. The machine is now ahead of the
+        store, so the daemon stops (EX_TEMPFAIL); the next start recovers from
+        what the store holds and resyncs with `list.calls`."""
+        self.log.error(
+            "state_write_failed",
+            error=str(exc),
+            requests_not_sent=len(out.sends),
+            hint="check the state directory's disk space, permissions and file system;"
+            " holdd stops and systemd restarts it",
+        )
+        self._exit_code = EX_TEMPFAIL
+        self.request_stop("state_write_failed")
 
     def _count(self, name: str, labels: tuple[str, ...]) -> None:
         if name == "notification":

@@ -57,7 +57,7 @@ from typing import Any
 
 import orjson
 
-from holdd.core.errors import HolddError
+from holdd.core.errors import StoreError
 from holdd.core.records import (
     CallRecord,
     Claim,
@@ -75,7 +75,7 @@ from holdd.io.store.schema import MIGRATIONS, SCHEMA_VERSION
 from holdd.io.store.sql import statement
 
 
-class StateDbError(HolddError):
+class StateDbError(StoreError):
     """The state database cannot be opened or written."""
 
 
