@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -70,11 +70,18 @@ _PREFIX = {
 
 
 def config_text(
-    sim: Simulator, token: str, *, timeout: str = "5s", state: str = "state.db", extra: str = ""
+    sim: Simulator,
+    token: str,
+    *,
+    timeout: str = "5s",
+    state: str = "state.db",
+    extra: str = "",
+    callapi: str = "",
 ) -> str:
+    """holdd.toml for the simulator; `callapi` adds lines to [callapi], `extra` at the end."""
     return (
         f'[callapi]\nurl = "{sim.callapi_url}"\naccess_token = "{token}"\n'
-        f'timeout = "{timeout}"\naction_deadline = "20s"\n\n'
+        f'timeout = "{timeout}"\naction_deadline = "20s"\n{callapi}\n'
         f'[notify]\nurl = "{sim.notify_url}"\n\n[rules]\nfiles = ["rules.d/*.toml"]\n\n'
         f'[state]\npath = "{state}"\n\n[http]\nlisten = "127.0.0.1:0"\n{extra}'
     )
@@ -89,19 +96,42 @@ def write_config(directory: Path, text: str) -> Path:
 
 
 class Traffic:
-    """A stream of calls of random kinds (seeded), about `rate` a second."""
+    """A stream of calls of random kinds (seeded), about `rate` a second.
 
-    def __init__(self, sim: Simulator, rng: random.Random, rate: float = 100.0) -> None:
+    Free-running by default. With `paced=True` the stream only makes the
+    calls it has been allowed (`allow`), at `rate`, and waits for more:
+    a test then decides how many calls arrive in each phase (a daemon
+    running, none running), whatever the speed of the machine.
+    """
+
+    def __init__(
+        self, sim: Simulator, rng: random.Random, rate: float = 100.0, *, paced: bool = False
+    ) -> None:
         self.sim = sim
         self.rng = rng
         self.pause = 1.0 / rate
         self.calls: dict[int, Kind] = {}
+        #: The number of calls the stream may have made in all (paced only).
+        self.allowed: int | None = 0 if paced else None
         self._emitted = asyncio.Condition()
         self._talks: set[asyncio.Task[None]] = set()
 
     @property
     def count(self) -> int:
         return len(self.calls)
+
+    @property
+    def flowing_now(self) -> bool:
+        """Whether calls are still coming (always, unless paced and all made)."""
+        return self.allowed is None or self.count < self.allowed
+
+    async def allow(self, n: int) -> int:
+        """Paced: let `n` more calls through; return the total to wait for."""
+        assert self.allowed is not None, "allow() is for a paced Traffic"
+        async with self._emitted:
+            self.allowed = max(self.allowed, self.count) + n
+            self._emitted.notify_all()
+        return self.allowed
 
     async def one(self, kind: Kind) -> int:
         number = f"{_PREFIX[kind]}{self.rng.randrange(10**7):07d}"
@@ -132,6 +162,9 @@ class Traffic:
     async def flow(self, limit: int | None = None) -> None:
         """Calls one after another until cancelled (or `limit` calls)."""
         while limit is None or self.count < limit:
+            if self.allowed is not None:
+                async with self._emitted:
+                    await self._emitted.wait_for(lambda: self.flowing_now)
             await self.one(self.pick())
             # The pace of the stream, not a wait for anything.
             await asyncio.sleep(self.pause)
@@ -164,6 +197,15 @@ class Traffic:
     def all_held(self) -> bool:
         account = self.sim.account
         return all(account.call(csid).hold_count >= 1 for csid in self.expected_held())
+
+    def outstanding(self) -> list[int]:
+        """Calls that must be held and are not (yet)."""
+        account = self.sim.account
+        return [csid for csid in self.expected_held() if account.call(csid).hold_count == 0]
+
+    def by_kind(self, csids: Iterable[int]) -> Counter[Kind]:
+        """How many of `csids` are of each kind."""
+        return Counter(self.calls[csid] for csid in csids)
 
 
 async def until(sim: Simulator, predicate: Callable[[], bool], within: float) -> None:
