@@ -45,6 +45,9 @@ class Call:
     updated_at: float = 0.0
     #: Rules that acted on this call (a rule fires at most once per call).
     fired: set[str] = field(default_factory=set)
+    #: The Talk episode the rules were last evaluated for (0: never). A call
+    #: restored in Talk whose episode was decided needs no second look.
+    decided: int = 0
     #: What ended the call: "notification" is final; "resync" (the API no
     #: longer listed it) yields to a later notification, because a listing
     #: can lag behind a call that has only just started.

@@ -23,6 +23,7 @@ restored state fed to it, then the first snapshot (docs/architecture.md).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from holdd.core.calls import ActiveSession, Call, CallChange, CallTable, ChangeKind
 from holdd.core.commands import Arm, Commands, Disarm, Outcome, SendHold, SendUnhold
@@ -150,7 +151,8 @@ class Machine:
             # Timers restored from the store wait for the first listing, so
             # that they see the calls as they are now, not as they were.
             self.resynced = True
-            out.timers.extend(Arm(t) for t in self.driver.agenda.timers.values())
+            armed = {c.timer for c in out.timers if isinstance(c, Arm)}
+            out.timers.extend(Arm(t) for t in self.driver.agenda.timers.values() if t not in armed)
         return out
 
     def timer_due(self, timer: Timer, now: float) -> Commands:
@@ -177,7 +179,7 @@ class Machine:
         call = self.table.get(csid)
         level, event, fields = describe_hold(decision, verdict)
         out.log(level, event, call_session_id=csid, rule=rule, **fields)
-        if result is Result.HELD and call is not None:
+        if result is Result.HELD and call is not None and call.state is not CallState.ENDED:
             if call.state in TALKING:
                 self.table.held(csid, now)
             self._commit(call, decision, now if held_since is None else held_since, out)
@@ -255,7 +257,7 @@ class Machine:
             files=len(rules.files),
             added=sorted(new.keys() - old.keys()),
             removed=sorted(old.keys() - new.keys()),
-            changed=sorted(n for n in new.keys() & old.keys() if new[n] != old[n]),
+            changed=sorted(n for n in new.keys() & old.keys() if _moved(new[n]) != _moved(old[n])),
         )
         return out
 
@@ -291,11 +293,13 @@ class Machine:
             "state": call.state.value,
         }
         self._trace(call.call_session_id, TraceKind.EVENT, payload, now, out)
+        self._effects(self.driver.on_change(change, now), now, out)
+        # Saved after the rules ran, in the same transaction: what was
+        # decided for this episode is on disk with the call.
         if change.kind is ChangeKind.ENDED:
             out.persist.append(DeleteCall(call.call_session_id))
         else:
             self._save(call, out)
-        self._effects(self.driver.on_change(change, now), now, out)
 
     def _effects(self, effects: list[Effect], now: float, out: Commands) -> None:
         for effect in effects:
@@ -392,6 +396,9 @@ class Machine:
     def _evaluated(self, evaluation: Evaluation, now: float, out: Commands) -> None:
         csid = evaluation.call_session_id
         self.evaluations[csid] = evaluation
+        call = self.table.get(csid)
+        if call is not None:
+            call.decided = call.episode
         trace = [t.as_dict() for t in evaluation.trace]
         decision = evaluation.decision
         rule = decision.rule.name if decision else evaluation.rule
@@ -446,6 +453,7 @@ class Machine:
                     dict(call.fields),
                     tuple(sorted(call.fired)),
                     self.driver.agenda.acted.get(csid),
+                    call.decided or None,
                 )
             )
         )
@@ -456,6 +464,11 @@ class Machine:
         out.persist.append(AddTrace(TraceEntry(csid, now, kind, payload)))
 
     release = _release
+
+
+def _moved(rule: Rule) -> Rule:
+    """The rule as compared on reload: where it is written does not change it."""
+    return replace(rule, path="", line=None)
 
 
 __all__ = ["Machine"]

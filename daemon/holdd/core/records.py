@@ -63,6 +63,9 @@ class CallRecord:
     fired: tuple[str, ...] = ()
     #: The Talk episode in which a rule acted, if one did.
     acted_episode: int | None = None
+    #: The Talk episode the rules were evaluated for (None: unknown, a
+    #: schema 1 row).
+    decided_episode: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,8 @@ def settle_claims(
                 mark_held(machine, call, rule, now)
         elif action == "unhold" and api_state is CallState.TALK:
             result = "unheld"
+            if call is not None:
+                machine.table.unheld(csid, now)
         else:
             result = f"api_state_{api_state.value.lower()}"
         claim.result = result
@@ -95,6 +97,7 @@ def restore_state(machine: Machine, state: Restored, now: float, out: Commands) 
             record.fields,
         )
         call.fired.update(record.fired)
+        call.decided = record.decided_episode or 0
         if record.acted_episode is not None:
             agenda.acted[call.call_session_id] = record.acted_episode
         machine.restored.add(call.call_session_id)
@@ -117,16 +120,18 @@ def restore_state(machine: Machine, state: Restored, now: float, out: Commands) 
 
 
 def orphans(machine: Machine, entered: set[int]) -> list[Call]:
-    """Calls restored in Talk that nothing will act on: no pending timer,
-    no hold claim. A crash between entering Talk and claiming leaves them
-    so; the rules run on them once more."""
+    """Calls restored in Talk whose rules never ran for this episode and that
+    nothing will act on (no pending timer, no hold claim): written by a holdd
+    that saved a call apart from its decision (schema 1). The rules run on
+    them once more. A call saved with its decision (this holdd: one
+    transaction) is never one."""
     restored, machine.restored = machine.restored, set()
     timed = {t.call_session_id for t in machine.driver.agenda.timers.values()}
     held = {k[0] for k in machine.claims if k[2] in ("hold", "would_hold")}
     out = []
     for csid in restored - entered - timed - held:
         call = machine.table.get(csid)
-        if call is not None and call.state is CallState.TALK:
+        if call is not None and call.state is CallState.TALK and call.decided != call.episode:
             out.append(call)
     return out
 

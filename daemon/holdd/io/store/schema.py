@@ -69,6 +69,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # and mode (a restored timer keeps the mode it was armed with).
         "ALTER TABLE calls ADD COLUMN fired TEXT NOT NULL DEFAULT '[]'",
         "ALTER TABLE calls ADD COLUMN acted_episode INTEGER",
+        "ALTER TABLE calls ADD COLUMN decided_episode INTEGER",
         "ALTER TABLE timers ADD COLUMN episode INTEGER",
         "ALTER TABLE timers ADD COLUMN shadow INTEGER NOT NULL DEFAULT 0",
     ),

@@ -38,6 +38,7 @@ def statement(op: StoreOp) -> tuple[str, tuple[object, ...]]:
             as_json(r.fields),
             orjson.dumps(list(r.fired)).decode(),
             r.acted_episode,
+            r.decided_episode,
         )
     if isinstance(op, PutClaim):
         c = op.claim
@@ -61,11 +62,11 @@ def statement(op: StoreOp) -> tuple[str, tuple[object, ...]]:
 _ADD_TRACE = "INSERT INTO traces (call_session_id, at, kind, payload) VALUES (?, ?, ?, ?)"
 _SAVE_CALL = (
     "INSERT INTO calls (call_session_id, episode, talk_started_at, state, updated_at, fields,"
-    " fired, acted_episode) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " fired, acted_episode, decided_episode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (call_session_id) DO UPDATE SET episode = excluded.episode,"
     " talk_started_at = excluded.talk_started_at, state = excluded.state,"
     " updated_at = excluded.updated_at, fields = excluded.fields, fired = excluded.fired,"
-    " acted_episode = excluded.acted_episode"
+    " acted_episode = excluded.acted_episode, decided_episode = excluded.decided_episode"
 )
 _PUT_CLAIM = (
     "INSERT INTO claims (call_session_id, rule, action, claimed_at) VALUES (?, ?, ?, ?)"

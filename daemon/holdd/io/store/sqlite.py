@@ -205,7 +205,7 @@ class StateDb:
     def load_calls(self) -> list[CallRecord]:
         rows = self._read(
             "SELECT call_session_id, episode, talk_started_at, state, updated_at, fields,"
-            " fired, acted_episode FROM calls ORDER BY call_session_id",
+            " fired, acted_episode, decided_episode FROM calls ORDER BY call_session_id",
             (),
         )
         return [
@@ -218,8 +218,9 @@ class StateDb:
                 orjson.loads(fields),
                 tuple(orjson.loads(fired)),
                 acted,
+                decided,
             )
-            for csid, episode, started, state, updated, fields, fired, acted in rows
+            for csid, episode, started, state, updated, fields, fired, acted, decided in rows
         ]
 
     def timers(self) -> list[Timer]:
