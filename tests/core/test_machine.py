@@ -26,6 +26,7 @@ from holdd.core.records import (
     FinishClaim,
     PutClaim,
     PutTimer,
+    RecordCooldown,
     ReleaseClaim,
     Restored,
     SaveCall,
@@ -576,3 +577,17 @@ def test_the_source_is_logged(tmp_path: Path, source: str) -> None:
     m = machine(tmp_path)
     out = m.notifications(decode(raw(1, TALK_STARTED)), source, 1.0)
     assert log(out, "notification_received").fields["source"] == source
+
+
+def test_sweep_forgets_cooldowns_older_than_the_longest_cooldown(tmp_path: Path) -> None:
+    text = RULES.replace(
+        'media = "2034"\n[rule.then]', 'media = "2034"\n[rule.limit]\ncooldown = "1h"\n[rule.then]'
+    )
+    m = machine(tmp_path, text)
+    decision = only_hold(feed(m, 1, TALK_STARTED, 0.0))
+    out = held(m, decision, 1.0)
+    assert ops(out, RecordCooldown) == [RecordCooldown("vip", decision.contact, 1.0)]
+    m.sweep(1800.0)
+    assert m.cooldowns.last_fired("vip", decision.contact) == 1.0  # still running
+    m.sweep(3602.0)
+    assert m.cooldowns.last_fired("vip", decision.contact) is None

@@ -38,8 +38,7 @@ async def served() -> AsyncIterator[tuple[HttpServer, Metrics, World, aiohttp.Cl
     world = World()
     metrics = Metrics()
     metrics.track_calls(lambda: world.calls)
-    server = HttpServer(metrics.registry, {"notify": world.notify}, port=0)
-    server.add_check("rules", world.loaded)
+    server = HttpServer(metrics.registry, {"notify": world.notify, "rules": world.loaded}, port=0)
     async with server, aiohttp.ClientSession(base_url=server.url) as client:
         yield server, metrics, world, client
 
@@ -94,7 +93,7 @@ async def test_a_check_that_raises_fails_readiness(
     def broken() -> tuple[bool, str]:
         raise RuntimeError("no credentials checked yet")
 
-    server.add_check("callapi", broken)
+    server.checks["callapi"] = broken
     async with client.get("/readyz") as resp:
         assert resp.status == 503
         body = await resp.json()

@@ -264,6 +264,7 @@ class Machine:
     def sweep(self, now: float) -> list[int]:
         """Forget calls that ended more than the table's TTL ago."""
         swept = self.table.sweep(now)
+        self.cooldowns.prune(now - self.rules.longest_cooldown)
         if swept:
             gone = set(swept)
             for key in [k for k in self.claims if k[0] in gone]:

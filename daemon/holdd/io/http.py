@@ -58,10 +58,6 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
-    def add_check(self, name: str, check: ReadinessCheck) -> None:
-        """Add (or replace) a readiness check; it counts from the next request."""
-        self.checks[name] = check
-
     # -- the app ----------------------------------------------------------------
 
     def app(self) -> web.Application:

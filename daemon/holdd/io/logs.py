@@ -234,8 +234,3 @@ def _event_from_message(
     event["message"] = text
     event["event"] = f"{str(logger_name).replace('.', '_')}_log"
     return dict(event)
-
-
-def get_logger(**bound: object) -> structlog.typing.FilteringBoundLogger:
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(**bound)
-    return logger

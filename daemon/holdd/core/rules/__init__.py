@@ -2,7 +2,7 @@
 the engine that picks at most one rule for a call in Talk, and the
 driver that turns its decisions into effects over time (docs/rules.md)."""
 
-from holdd.core.rules.cooldowns import CooldownLookup, Cooldowns, CooldownStore
+from holdd.core.rules.cooldowns import CooldownLookup, Cooldowns
 from holdd.core.rules.driver import (
     Agenda,
     Cancelled,
@@ -24,7 +24,6 @@ __all__ = [
     "Cancelled",
     "ContactMessage",
     "CooldownLookup",
-    "CooldownStore",
     "Cooldowns",
     "Decision",
     "Effect",

@@ -24,12 +24,6 @@ class CooldownLookup(Protocol):
         ...
 
 
-class CooldownStore(CooldownLookup, Protocol):
-    def record_cooldown(self, rule: str, contact: str, fired_at: float) -> None:
-        """`rule` acted for `contact` (digits) at `fired_at`."""
-        ...
-
-
 class Cooldowns:
     """In-memory cooldown records."""
 
@@ -51,7 +45,8 @@ class Cooldowns:
         self._last[key] = max(fired_at, self._last.get(key, fired_at))
 
     def prune(self, before: float) -> int:
-        """Forget records older than `before` (pass `now - RuleSet.longest_cooldown`)."""
+        """Forget records older than `before` (the machine's sweep passes
+        `now - RuleSet.longest_cooldown`), so memory stays bounded."""
         old = [key for key, at in self._last.items() if at < before]
         for key in old:
             del self._last[key]

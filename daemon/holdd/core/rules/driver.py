@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from holdd.core.calls import Call, CallChange, ChangeKind
-from holdd.core.rules.cooldowns import Cooldowns, CooldownStore
+from holdd.core.rules.cooldowns import Cooldowns
 from holdd.core.rules.engine import Decision, Evaluation, RuleEngine
 from holdd.core.states import TALKING, CallState
 
@@ -136,11 +136,7 @@ class Agenda:
     timers: dict[tuple[TimerKind, int], Timer] = field(default_factory=dict)
     #: call_session_id -> the Talk episode in which a rule acted on it.
     acted: dict[int, int] = field(default_factory=dict)
-    cooldowns: CooldownStore = field(default_factory=Cooldowns)
-
-    def next_timer(self) -> Timer | None:
-        """The timer due first (ties: the one armed first)."""
-        return min(self.timers.values(), key=lambda t: t.due_at, default=None)
+    cooldowns: Cooldowns = field(default_factory=Cooldowns)
 
 
 class RuleDriver:

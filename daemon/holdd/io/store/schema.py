@@ -5,9 +5,6 @@ from __future__ import annotations
 #: The schema this holdd writes. Bump it and append a migration to change it.
 SCHEMA_VERSION = 2
 
-#: Rows older than this are pruned (the lead's default; see `StateDb.prune`).
-DEFAULT_RETENTION = 7 * 24 * 3600.0
-
 # MIGRATIONS[n] takes a database from user_version n to n + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
