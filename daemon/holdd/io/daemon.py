@@ -28,6 +28,7 @@ from holdd.core.commands import Arm, Commands, Outcome, SendHold
 from holdd.core.errors import ConfigError, StoreError
 from holdd.core.events import Decoded, Rejection, RejectReason, decode, decode_value, event_names
 from holdd.core.machine import Machine
+from holdd.core.records import Restored
 from holdd.core.rules import Evaluation, RuleSet
 from holdd.io import sdnotify
 from holdd.io.inputs import Frame, HoldDone, Input, Reload, Snapshot, TimerDue, UnholdDone
@@ -152,7 +153,6 @@ class Daemon:
 
     async def run(self, *, install_signals: bool = True) -> int:
         """Serve until stopped; the exit code of `holdd run`."""
-        loop = asyncio.get_running_loop()
         rules = self.machine.rules
         self.log.info(
             "holdd_started",
@@ -162,59 +162,74 @@ class Daemon:
             rule_files=len(rules.files),
         )
         owned = self.store is None
-        if self.store is None:
-            try:
-                self.store = StateDb.open(
-                    self.settings.state_path, on_write=self.metrics.ledger_written
-                )
-            except StateDbError as exc:
-                self.log.error("state_unusable", path=str(self.settings.state_path), error=str(exc))
-                return EX_CONFIG
-        now = self.clock()
-        keep = max(self.settings.state_retention, rules.longest_cooldown)
-        restored = self.store.load(cooldowns_since=now - keep)
-        pending = sum(c.result is None for c in restored.claims)
-        self.log.info("state_opened", path=str(self.settings.state_path), pending_claims=pending)
-        self.metrics.rules_reloaded(True, now, len(rules.rules))
-        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if install_signals else ()
-        for sig in signals:
-            if sig is signal.SIGHUP:
-                loop.add_signal_handler(sig, self.reload_rules)
-            else:
-                loop.add_signal_handler(sig, self.request_stop, sig.name)
+        store = self.store if self.store is not None else self._open_store()
+        if store is None:
+            return EX_CONFIG
+        self.store = store
+        restored = self._load(store)
+        signals = self._install_signals() if install_signals else ()
         try:
             if not await self.services.start_http():
                 return EX_CONFIG
             connector = aiohttp.TCPConnector(limit=self.settings.max_connections)
             async with aiohttp.ClientSession(connector=connector) as session:
-                self.api = CallApiClient(
-                    session,
-                    self.settings.callapi_url,
-                    self.settings.credentials,
-                    self.settings.timeout,
-                )
-                self.runner = Runner(
-                    self.api,
-                    on_hold=lambda d, v: self.submit(HoldDone(d, v)),
-                    on_unhold=lambda c, r, v: self.submit(UnholdDone(c, r, v)),
-                    on_retry=self.metrics.retried,
-                    deadline=self.settings.action_deadline,
-                )
-                await self._carry_out(self.machine.restore(restored, now))
+                self._wire(session)
+                await self._carry_out(self.machine.restore(restored, self.clock()))
                 code = await self.services.serve(self._loop(), self._stopping) or self._exit_code
-                left = await self.runner.drain(within=self.stop_timeout)
-                if left:
-                    self.log.warning("holdd_stop_abandoned_requests", count=left)
-                # Results that came in while draining are recorded before closing.
-                await self._turn()
+                await self._drain()
         finally:
             for sig in signals:
-                loop.remove_signal_handler(sig)
+                asyncio.get_running_loop().remove_signal_handler(sig)
             await self.services.stop_http()
-            if owned and self.store is not None:
-                self.store.close()
+            if owned:
+                store.close()
         self.log.info("holdd_stopped", exit_code=code)
         return code
+
+    def _open_store(self) -> Store | None:
+        path = self.settings.state_path
+        try:
+            return StateDb.open(path, on_write=self.metrics.ledger_written)
+        except StateDbError as exc:
+            self.log.error("state_unusable", path=str(path), error=str(exc))
+            return None
+
+    def _load(self, store: Store) -> Restored:
+        now = self.clock()
+        rules = self.machine.rules
+        keep = max(self.settings.state_retention, rules.longest_cooldown)
+        restored = store.load(cooldowns_since=now - keep)
+        pending = sum(c.result is None for c in restored.claims)
+        self.log.info("state_opened", path=str(self.settings.state_path), pending_claims=pending)
+        self.metrics.rules_reloaded(True, now, len(rules.rules))
+        return restored
+
+    def _install_signals(self) -> tuple[signal.Signals, ...]:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        return (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def _wire(self, session: aiohttp.ClientSession) -> None:
+        """The Call API client and the runner that reports into the queue."""
+        s = self.settings
+        self.api = CallApiClient(session, s.callapi_url, s.credentials, s.timeout)
+        self.runner = Runner(
+            self.api,
+            on_hold=lambda d, v: self.submit(HoldDone(d, v)),
+            on_unhold=lambda c, r, v: self.submit(UnholdDone(c, r, v)),
+            on_retry=self.metrics.retried,
+            deadline=s.action_deadline,
+        )
+
+    async def _drain(self) -> None:
+        """Requests in flight get `stop_timeout`; their results are recorded."""
+        assert self.runner is not None  # noqa: S101 - wired before serving
+        left = await self.runner.drain(within=self.stop_timeout)
+        if left:
+            self.log.warning("holdd_stop_abandoned_requests", count=left)
+        await self._turn()
 
     async def _loop(self) -> None:
         while True:
