@@ -253,6 +253,9 @@ class Daemon:
                     self.log.exception("input_failed", input=type(item).__name__)
         await self._carry_out(out)
         self.progressed()
+        # A queue that never empties must not starve timers, probes, the
+        # watchdog or the stream's reader: every turn gives them a go.
+        await asyncio.sleep(0)
 
     def progressed(self) -> None:
         """Wake every `wait_for` to check its predicate again."""

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from holdd.callapi import (
+    ActiveCall,
     CallApiClient,
     CallApiError,
     CallApiFailure,
@@ -118,6 +119,10 @@ class Runner:
         self.sleep = sleep
         self.monotonic = monotonic
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The `list.calls` in flight for look-ups, and the one to follow it.
+        self._current: asyncio.Task[list[ActiveCall]] | None = None
+        self._next: asyncio.Task[list[ActiveCall]] | None = None
+        self._listings: set[asyncio.Task[list[ActiveCall]]] = set()
         self.log = structlog.get_logger("holdd.actions")
 
     @property
@@ -141,6 +146,10 @@ class Runner:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
+        for listing in list(self._listings):
+            listing.cancel()
+        if self._listings:
+            await asyncio.wait(set(self._listings))
         return len(pending)
 
     def _start(self, work: Coroutine[Any, Any, None], name: str) -> None:
@@ -197,15 +206,50 @@ class Runner:
         return Answered(Reply.NOT_TRUE, data=answer.data)
 
     async def _look_up(self, call_session_id: int, deadline: float) -> Listed | Answered:
-        """The call as `list.calls` shows it now (state None: not listed, ended)."""
+        """The call as `list.calls` shows it now (state None: not listed, ended).
+
+        Look-ups are coalesced (the listing holds the whole account): with no
+        listing in flight, one starts now; while one is in flight, everyone
+        who needs a look-up joins the single listing that starts when it
+        ends (one started earlier may predate what they must find out). A
+        burst of unknown outcomes thus costs a few `list.calls`, not one each.
+        """
+        if self._current is None:
+            task = self._current = self._listing_task(None, deadline)
+        else:
+            if self._next is None:
+                self._next = self._listing_task(self._current, deadline)
+            task = self._next
         try:
-            listing = await self.api.list_calls(deadline=deadline)
+            calls = await asyncio.shield(task)
         except CallApiFailure as exc:
             return classify(exc)
-        for call in listing:
+        for call in calls:
             if call.call_session_id == call_session_id:
                 return Listed(call.state, call.state_known)
         return Listed(None)
+
+    def _listing_task(
+        self, after: asyncio.Task[list[ActiveCall]] | None, deadline: float
+    ) -> asyncio.Task[list[ActiveCall]]:
+        task = asyncio.get_running_loop().create_task(self._list(after, deadline), name="look-up")
+        self._listings.add(task)
+        task.add_done_callback(self._listings.discard)
+        # Retrieved by the holds that wait on it; never an unhandled error.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
+
+    async def _list(
+        self, after: asyncio.Task[list[ActiveCall]] | None, deadline: float
+    ) -> list[ActiveCall]:
+        if after is not None:
+            await asyncio.wait([after])
+            self._current, self._next = self._next, None
+        try:
+            return await self.api.list_calls(deadline=deadline)
+        finally:
+            if self._current is asyncio.current_task():
+                self._current = None
 
     async def _unhold(self, call_session_id: int, rule: str) -> None:
         log = self.log.bind(call_session_id=call_session_id, rule=rule)
