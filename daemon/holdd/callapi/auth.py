@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from holdd.config.settings import LoginPassword, Secret
+from holdd.config.credentials import LoginPassword, Secret
 
 
 @dataclass(frozen=True, slots=True)

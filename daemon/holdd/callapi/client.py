@@ -54,7 +54,7 @@ from holdd.callapi.failures import (
 from holdd.callapi.locks import CallLocks
 from holdd.callapi.pacing import Pacing, RateGate
 from holdd.callapi.rpc import read_reply, request_body
-from holdd.config.settings import LoginPassword, Secret
+from holdd.config.credentials import LoginPassword, Secret
 from holdd.core.rules.model import ContactMessage
 
 _HEADERS: Final[Mapping[str, str]] = MappingProxyType(

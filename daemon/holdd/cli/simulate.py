@@ -43,7 +43,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from holdd.cli.ruletest import parse_clock, read_rule_config
+from holdd.cli.rule_source import read_rule_config
+from holdd.cli.ruletest_file import parse_clock
 from holdd.core.durations import parse_duration
 from holdd.core.errors import ConfigError
 from holdd.core.rules.driver import Cancelled, Effect, Hold, NoHold, Pending, Unhold

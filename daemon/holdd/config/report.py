@@ -2,7 +2,7 @@
 
 The one validation pipeline of holdd's files: the daemon config
 (`config/settings.py`), rule files (`config/rulefiles.py`) and rule test
-files (`cli/ruletest.py`) all parse their text with `Reporter.parse` and check
+files (`cli/ruletest_file.py`) all parse their text with `Reporter.parse` and check
 each table with `Reporter.convert`, so every problem is printed the same way,
 `path:line: rule "name": what (hint)`, and every problem of a file is found in
 one go:
