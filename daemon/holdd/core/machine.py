@@ -307,7 +307,7 @@ class Machine:
             out.effects.append((effect.at, effect))
             csid = effect.call_session_id
             if isinstance(effect, Hold | Pending | NoHold):
-                self._evaluated(effect.evaluation, now, out)
+                self._evaluated(effect.evaluation, now, out, pending=isinstance(effect, Pending))
             if isinstance(effect, Hold):
                 self._hold(effect.decision, now, out)
             elif isinstance(effect, Pending):
@@ -394,17 +394,28 @@ class Machine:
             out.timers.append(Arm(unhold))
         self._save(call, out)
 
-    def _evaluated(self, evaluation: Evaluation, now: float, out: Commands) -> None:
+    def _evaluated(
+        self, evaluation: Evaluation, now: float, out: Commands, *, pending: bool = False
+    ) -> None:
+        """Trace every evaluation for `holdd explain` (the full trace: every
+        rule up to the match, with the condition that failed) and log it once
+        per decision: `rule_matched` with the rules actually tried (the index
+        ruled out the rest) when the rule acts, `rule_pending` (logged by the
+        caller) while its `after` runs, `no_rule_matched` with every rule."""
         csid = evaluation.call_session_id
         self.evaluations[csid] = evaluation
         call = self.table.get(csid)
         if call is not None:
             call.decided = call.episode
-        trace = [t.as_dict() for t in evaluation.trace]
         decision = evaluation.decision
         rule = decision.rule.name if decision else evaluation.rule
-        payload = {"trace": trace, "error": evaluation.error, "rule": rule}
+        full = [t.as_dict() for t in evaluation.trace]
+        payload = {"trace": full, "error": evaluation.error, "rule": rule}
         self._trace(csid, TraceKind.EVALUATION, payload, now, out)
+        if pending:
+            return
+        # Why nothing acts is worth every rule; a match, the rules tried.
+        trace = full if decision is None else [t.as_dict() for t in evaluation.tried]
         if evaluation.error is not None:
             out.log(
                 "error",
