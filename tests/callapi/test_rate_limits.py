@@ -152,3 +152,15 @@ def test_the_gate_hands_out_start_times_one_after_another() -> None:
     assert gate.block("day", None) == 3600.0
     gate.observe(Limits(minute_remaining=0, minute_reset=30))
     assert gate.reserve("x", None) == 3600.0
+
+
+def test_limit_exceeded_without_a_reset_waits_for_the_last_known_reset_aged() -> None:
+    """Not a flat minute: the reset the latest metadata.limits gave, minus the time since."""
+    now = [100.0]
+    gate = RateGate(Pacing(), lambda: now[0])
+    gate.observe(Limits(minute_limit=100, minute_remaining=40, minute_reset=20))
+    now[0] = 112.0
+    assert gate.block("minute", None) == pytest.approx(8.0)
+    assert gate.blocked_until == pytest.approx(120.0)
+    # A window it has heard nothing of falls back to the flat wait.
+    assert gate.block("day", None) == Pacing().day_fallback

@@ -1,10 +1,10 @@
 """How the daemon fell behind after a start with a backlog, found with the
 SIGKILL harness (test_sigkill_restart.py, issue 10). Each test failed on
-the daemon before the engine redesign for that reason only; the first three
-pass since (one machine, one transaction per loop turn, timers armed as
-soon as they are decided, the decision saved with the call). The fourth is
-still xfail(strict=True): it is the load issue's bounded in-flight work, and
-its mark comes off when that lands.
+the daemon before the engine redesign for that reason only; all pass since
+(one machine, one transaction per loop turn, timers armed as soon as they
+are decided, the decision saved with the call, and a request that waits for
+a connection slot is bounded by its action's deadline, not by the request
+timeout).
 
 1. Every `after` (and `unhold_after`) timer waits for the first successful
    resync, including those armed from live notifications in this process.
@@ -171,11 +171,6 @@ async def test_a_restart_does_not_run_the_rules_again_on_calls_no_rule_matched(
     assert not again, f"{len(again)} lines like {again[0]}; {per_call:.1f} commits a call"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load issue (bounded in-flight work): [callapi] timeout counts the wait for a"
-    " pooled connection; a hold that never left is taken for an unknown outcome",
-)
 async def test_a_hold_waiting_for_a_connection_is_not_an_unknown_outcome(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -89,8 +89,12 @@ class CallApiClient:
 
     `credentials` is a permanent key (`Secret`) or `LoginPassword` for
     `login.user` session keys (holdd.config.settings, uis-call-api.md section 2).
-    `timeout` bounds one HTTP exchange. `deadline` arguments are monotonic
-    times after which a request is not started (rate-limit waits included).
+    `timeout` bounds one HTTP exchange: connect, send and receive, never
+    the wait for a connection. Requests take one of `connections` slots
+    (the pool's size: the session's connector limit by default) in the
+    order they ask; a request whose `deadline` (monotonic) passes while it
+    waits for a slot or for the rate gate is not sent (`RequestNotSent`),
+    which is never mistaken for an unknown outcome.
     """
 
     def __init__(
@@ -105,10 +109,18 @@ class CallApiClient:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         pacing: Pacing | None = None,
         refresh_margin: float = 60.0,
+        connections: int | None = None,
     ) -> None:
         self.session = session
         self.url = url
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.monotonic = monotonic
+        limit = connections or getattr(session.connector, "limit", 0) or 100
+        #: At most one exchange per pooled connection: none ever waits in
+        #: aiohttp's pool, where its timeout would already be running.
+        self._slots = asyncio.Semaphore(limit)
+        #: Requests waiting for a slot: id -> since when (monotonic).
+        self._waiting: dict[int, float] = {}
         self.clock = clock
         self._sleep = sleep
         self._ids = itertools.count(1)
@@ -268,6 +280,7 @@ class CallApiClient:
             await self._sleep(wait)
         request_id = next(self._ids)
         body = request_body(method, request_id, params)
+        await self._take_slot(method, request_id, deadline)
         self.stats.requests[method] += 1
         try:
             async with self.session.post(
@@ -289,7 +302,38 @@ class CallApiClient:
         except aiohttp.ClientError as exc:
             self.stats.unknown_outcomes[(method, "connection")] += 1
             raise OutcomeUnknown(method, "connection", type(exc).__name__) from None
+        finally:
+            self._slots.release()
         return self._read(method, request_id, status, raw)
+
+    async def _take_slot(self, method: str, request_id: int, deadline: float | None) -> None:
+        """Wait for a free connection slot, first come first served, no
+        longer than `deadline`: past it the request was never sent."""
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return
+        self._waiting[request_id] = self.monotonic()
+        try:
+            left = None if deadline is None else max(0.0, deadline - self.monotonic())
+            async with asyncio.timeout(left):
+                await self._slots.acquire()
+        except TimeoutError:
+            self.stats.not_sent[(method, "queue_timeout")] += 1
+            raise RequestNotSent(method, "queue_timeout", "no free connection") from None
+        finally:
+            del self._waiting[request_id]
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a connection slot now."""
+        return len(self._waiting)
+
+    @property
+    def oldest_wait(self) -> float:
+        """How long the longest-waiting request has waited, in seconds."""
+        if not self._waiting:
+            return 0.0
+        return self.monotonic() - min(self._waiting.values())
 
     def _read(self, method: str, request_id: int, status: int, raw: bytes) -> Answer:
         """Act on one reply (holdd.callapi.rpc): count and log it, then return or raise."""

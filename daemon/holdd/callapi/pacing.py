@@ -53,6 +53,8 @@ class RateGate:
         self.spacing_until = 0.0
         self.spacing_by = ""
         self._last_start = -math.inf
+        #: When each window resets, from the latest `metadata.limits` seen.
+        self._resets: dict[str, float] = {}
 
     def observe(self, limits: Limits) -> None:
         now = self.monotonic()
@@ -61,6 +63,8 @@ class RateGate:
             ("minute", limits.minute_remaining, limits.minute_limit, limits.minute_reset),
             ("day", limits.day_remaining, limits.day_limit, limits.day_reset),
         ):
+            if reset is not None:
+                self._resets[name] = now + max(0, reset)
             if remaining is None or reset is None:
                 continue
             if remaining <= 0:
@@ -72,13 +76,22 @@ class RateGate:
         self.spacing, self.spacing_until, self.spacing_by = spacing, until, by
 
     def block(self, limit_type: str, reset: int | None) -> float:
-        """After `limit_exceeded`: hold every request until the reset; return the wait."""
-        if reset is None:
-            wait = self.pacing.day_fallback if limit_type == "day" else self.pacing.minute_fallback
-        else:
+        """After `limit_exceeded`: hold every request until the reset; return the wait.
+
+        An answer without a reset of its own waits for the reset the latest
+        `metadata.limits` gave for that window, aged by the time since; only
+        with none known, the flat fallback.
+        """
+        now = self.monotonic()
+        known = self._resets.get(limit_type)
+        if reset is not None:
             wait = float(reset)
+        elif known is not None and known > now:
+            wait = known - now
+        else:
+            wait = self.pacing.day_fallback if limit_type == "day" else self.pacing.minute_fallback
         wait = max(wait, self.pacing.limit_wait_floor)
-        self._block(self.monotonic() + wait, limit_type)
+        self._block(now + wait, limit_type)
         return wait
 
     def _block(self, until: float, by: str) -> None:

@@ -80,6 +80,7 @@ class Daemon:
         self.dropped: dict[str, int] = {}
         self.resyncs = 0
         self._exit_code = 0
+        self._backpressure = False
 
     # -- what tests and the demo read ------------------------------------------
 
@@ -146,7 +147,16 @@ class Daemon:
         return True
 
     async def submit(self, item: Input) -> None:
-        """Queue one input (waits while the queue is full: backpressure)."""
+        """Queue one input. While the queue is full the caller waits: the
+        stream's reader stops reading (the server buffers or slows down),
+        the webhook's forwarder too (its own queue then answers 503)."""
+        if self.inputs.full() and not self._backpressure:
+            self._backpressure = True
+            self.log.warning(
+                "backpressure_on",
+                queued=self.inputs.qsize(),
+                reason="the loop is behind: reading notifications pauses until it catches up",
+            )
         await self.inputs.put(item)
 
     # -- the loop ------------------------------------------------------------------
@@ -215,6 +225,10 @@ class Daemon:
         """The Call API client and the runner that reports into the queue."""
         s = self.settings
         self.api = CallApiClient(session, s.callapi_url, s.credentials, s.timeout)
+        api = self.api
+        self.metrics.track_queues(
+            self.inputs.qsize, lambda: api.queue_depth, lambda: api.oldest_wait
+        )
         self.runner = Runner(
             self.api,
             on_hold=lambda d, v: self.submit(HoldDone(d, v)),
@@ -253,6 +267,9 @@ class Daemon:
                     self.log.exception("input_failed", input=type(item).__name__)
         await self._carry_out(out)
         self.progressed()
+        if self._backpressure and self.inputs.qsize() < self.inputs.maxsize // 2:
+            self._backpressure = False
+            self.log.info("backpressure_off", queued=self.inputs.qsize())
         # A queue that never empties must not starve timers, probes, the
         # watchdog or the stream's reader: every turn gives them a go.
         await asyncio.sleep(0)

@@ -181,6 +181,21 @@ class Metrics:
             "Transactions committed to the state store (one per loop turn that changed state).",
             registry=r,
         )
+        self.input_queue = Gauge(
+            "holdd_input_queue_depth",
+            "Inputs (notifications, results, timers) queued for the daemon's loop.",
+            registry=r,
+        )
+        self.api_queue = Gauge(
+            "holdd_callapi_queue_depth",
+            "Call API requests waiting for a free connection (max_connections).",
+            registry=r,
+        )
+        self.api_queue_oldest = Gauge(
+            "holdd_callapi_queue_oldest_wait_seconds",
+            "How long the longest-waiting Call API request has waited for a connection.",
+            registry=r,
+        )
         self.retries = Counter(
             "holdd_action_retries",
             "Call API requests of an action sent again (or looked up), by action and reason.",
@@ -264,6 +279,18 @@ class Metrics:
     def ledger_written(self, op: str, seconds: float) -> None:
         """`StateDb(on_write=metrics.ledger_written)`."""
         self.ledger_write.labels(op).observe(seconds)
+
+    def track_queues(
+        self,
+        inputs: Callable[[], float],
+        api_waiting: Callable[[], float],
+        api_oldest_wait: Callable[[], float],
+    ) -> None:
+        """Read the queue depths at scrape time: the daemon's input queue, and
+        the requests waiting for a Call API connection with the oldest wait."""
+        self.input_queue.set_function(inputs)
+        self.api_queue.set_function(api_waiting)
+        self.api_queue_oldest.set_function(api_oldest_wait)
 
     def track_calls(self, counts: CallCounts) -> None:
         """Report `holdd_calls{state}` from `counts()` (e.g. `CallTable.counts`) at scrape time."""

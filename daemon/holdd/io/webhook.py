@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -23,6 +24,7 @@ import structlog
 from aiohttp import web
 
 from holdd.core.events import load_json
+from holdd.core.throttle import Throttle
 
 #: The most a notification body may weigh; UIS's are a few hundred bytes.
 MAX_BODY = 64 * 1024
@@ -41,6 +43,8 @@ class WebhookReceiver:
         self.queue = queue
         self.counts: dict[str, int] = {}
         self.log = structlog.get_logger("holdd.webhook")
+        #: A flood of 503s logs one line per 10 s, with the count held back.
+        self._busy_log = Throttle(per=10.0, burst=1)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post(self.path, self._on_request)
@@ -75,8 +79,15 @@ class WebhookReceiver:
             self.queue.put_nowait(("webhook", payload))
         except asyncio.QueueFull:
             self._count("busy")
-            self.log.error("webhook_busy", queued=self.queue.qsize())
-            return web.Response(status=503, text="busy, try again\n")
+            held_back = self._busy_log.allow("busy", time.monotonic())
+            if held_back is not None:
+                self.log.error(
+                    "webhook_busy",
+                    queued=self.queue.qsize(),
+                    held_back=held_back,
+                    reason="the daemon is behind; UIS is asked to retry later",
+                )
+            return web.Response(status=503, text="busy, try again\n", headers={"Retry-After": "1"})
         self._count("accepted")
         return web.Response(status=202, text="accepted\n")
 
