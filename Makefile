@@ -21,6 +21,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check daemon tests bench fuzz systemd
 	$(BIN)/ruff format --check daemon tests bench fuzz systemd
+	$(BIN)/lint-imports --no-logo
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict daemon/holdd
