@@ -40,8 +40,11 @@ test: lint typecheck unit ruletests
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
-# Coverage-guided fuzzing of the notification parser (not part of make test).
+# Not part of make test: every Hypothesis property with the "fuzz" profile
+# (tests/conftest.py: 50x the examples, a new seed each run), then
+# coverage-guided fuzzing of the notification parser.
 fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -m hypothesis --timeout=1800 --hypothesis-show-statistics
 	$(BIN)/python -m pip install --quiet atheris || echo "atheris not installable: fuzz/fuzz_events.py falls back to random mutation"
 	$(BIN)/python fuzz/fuzz_events.py -atheris_runs=100000
 

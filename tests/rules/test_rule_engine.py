@@ -276,7 +276,7 @@ class _EveryRule:
         return self.everything
 
 
-@settings(max_examples=400, deadline=None)
+@settings(deadline=None)
 @given(
     rule_sets(),
     calls,
