@@ -25,6 +25,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict daemon/holdd
+	$(BIN)/mypy --strict tests tools
 
 # pytest exits 5 when it collected no test; make treats every non-zero
 # exit as a failure, so an empty run never passes.

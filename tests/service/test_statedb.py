@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from holdd.core.ledger import Claim, Ledger, MemoryLedger
+from holdd.core.rules.driver import TimerKind
 from holdd.core.states import CallState
 from holdd.io.store.sqlite import (
     SCHEMA_VERSION,
@@ -23,7 +24,6 @@ from holdd.io.store.sqlite import (
     StateDb,
     StateDbError,
     Timer,
-    TimerKind,
     TraceEntry,
     TraceKind,
 )
