@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 import pytest
@@ -24,7 +24,7 @@ from holdd.io import logs
 SECRET = "2fRN4g217ca0b4224a67988aff3e584f"
 
 
-def lines(buf: io.BytesIO) -> list[dict[str, object]]:
+def lines(buf: io.BytesIO) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in buf.getvalue().splitlines()]
 
 

@@ -65,16 +65,18 @@ async def test_holds_calls_with_the_exact_request_shape(sim: Simulator, tmp_path
         )
         await sim.answer(vip)
         [req] = await sim.wait_for_requests(1, method="hold.call", timeout=20)
-        assert set(req.body) == {"jsonrpc", "id", "method", "params"}
-        assert req.body["jsonrpc"] == "2.0"
-        assert req.body["method"] == "hold.call"
-        assert isinstance(req.body["id"], int | str)
-        assert req.body["params"] == {
+        body = req.body
+        assert isinstance(body, dict)
+        assert set(body) == {"jsonrpc", "id", "method", "params"}
+        assert body["jsonrpc"] == "2.0"
+        assert body["method"] == "hold.call"
+        assert isinstance(body["id"], int | str)
+        assert body["params"] == {
             "access_token": TOKEN,
             "call_session_id": vip,
             "contact_message": {"type": "media", "value": "2034"},
         }
-        assert type(req.body["params"]["call_session_id"]) is int
+        assert type(body["params"]["call_session_id"]) is int
         assert req.response["result"]["data"]["success"] == "true"
 
         # 2. a call no rule wants, then UTF-8 TTS
@@ -90,7 +92,9 @@ async def test_holds_calls_with_the_exact_request_shape(sim: Simulator, tmp_path
         )
         await sim.answer(sales)
         reqs = await sim.wait_for_requests(2, method="hold.call", timeout=20)
-        assert reqs[1].body["params"] == {
+        second = reqs[1].body
+        assert isinstance(second, dict)
+        assert second["params"] == {
             "access_token": TOKEN,
             "call_session_id": sales,
             "contact_message": {

@@ -5,13 +5,15 @@ Nothing here sleeps to wait for something: tests wait on outcomes
 (`Outcomes.wait`), on the simulator's request log (`wait_for_requests`) or on
 the fault layer's (`faults.wait_for_attempts`). Backoff delays are injected
 small and deterministic (`FAST`), so a test's timing is a handful of 0.05 s
-steps.
+steps; where a test is about a deadline or a clock position, `VirtualTime`
+replaces the clocks and sleeps of simulator, client and runner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -45,6 +47,30 @@ def fast_backoff(base: float = 0.05) -> Callable[[], Iterator[float]]:
 
 
 FAST = fast_backoff()
+
+
+class VirtualTime:
+    """One clock for the simulator, the client and the runner that moves only
+    when one of them sleeps: a wait of 60 s takes no time, and how long the
+    machine takes to answer a request never shows in what the test measures.
+    `time` and `monotonic` read the same value (the simulator takes it as
+    UTC wall time, so `start` picks the moment in the minute)."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+        #: Every sleep asked for, in order.
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        self.now += max(0.0, delay)
+        await asyncio.sleep(0)  # still a turn of the loop, as a real sleep is
 
 
 class LogCapture:
@@ -107,6 +133,7 @@ class Harness:
         deadline: float = 10.0,
         backoff: Callable[[], Iterator[float]] = FAST,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.machine = Machine(RuleSet(), DEFAULT_EVENT_NAMES)
@@ -126,6 +153,7 @@ class Harness:
             deadline=deadline,
             backoff=backoff,
             sleep=sleep,
+            monotonic=monotonic,
         )
 
     def submit(self, decision: Decision) -> None:

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
-import time
 
 import aiohttp
 import pytest
 
-from callapi.support import TOKEN, Harness, LogCapture, decision, make_client, talking_call
-from holdd.callapi.answers import Limits
-from holdd.callapi.failures import RateLimitWait
-from holdd.callapi.pacing import Pacing, RateGate
+from callapi.support import (
+    TOKEN,
+    Harness,
+    LogCapture,
+    VirtualTime,
+    decision,
+    make_client,
+    talking_call,
+)
+from holdd.callapi import Limits, Pacing, RateGate, RateLimitWait
 from holdd.sim.server import Simulator
 
 pytestmark = pytest.mark.timeout(60)
@@ -113,18 +117,23 @@ async def test_a_low_budget_spreads_the_remaining_points(
     assert client.gate.spacing == 0
 
 
+#: 07:59:59.0 UTC on 2027-01-15: one second before a minute (not a day) ends.
+MINUTE_59 = 1_800_000_000.0 - 1.0
+
+
 async def test_a_spent_minute_waits_for_the_accounts_own_reset(
     http: aiohttp.ClientSession, captured: LogCapture
 ) -> None:
-    """The real account: 1 point a minute, 1 s before the minute ends."""
-    shift = [0.0]
-    async with Simulator(tokens=(TOKEN,), clock=lambda: time.time() + shift[0]) as sim:
+    """The real account: 1 point a minute, the first hold at xx:xx:59.0. The
+    account, the client and the runner share a virtual clock, so the first
+    hold is in the old minute however long the machine takes to send it."""
+    clock = VirtualTime(MINUTE_59)
+    async with Simulator(tokens=(TOKEN,), clock=clock.time) as sim:
         sim.faults.attach(sim.account)
         sim.faults.set_minute_limit(1)
-        harness = Harness(make_client(sim, http))
+        client = make_client(sim, http, monotonic=clock.monotonic, sleep=clock.sleep)
+        harness = Harness(client, monotonic=clock.monotonic, sleep=clock.sleep)
         first, second = await talking_call(sim), await talking_call(sim)
-        now = time.time()
-        shift[0] = (math.floor(now / 60) + 1) * 60 - 1.0 - now  # xx:xx:59.0
 
         one = await harness.hold(decision(first))
         two = await harness.hold(decision(second))
@@ -132,7 +141,10 @@ async def test_a_spent_minute_waits_for_the_accounts_own_reset(
         assert (one.result, two.result) == ("held", "held")
         holds = sim.faults.attempts("hold.call")
         assert [r.what for r in holds] == ["passed", "passed"]  # never limit_exceeded
-        assert holds[1].at - holds[0].at >= 0.9
+        arrived = [r.received_at for r in sim.requests if r.method == "hold.call"]
+        # The second waited exactly for the account's minute_reset (1 s), no longer.
+        assert arrived == [MINUTE_59, MINUTE_59 + 1.0]
+        assert [s for s in clock.sleeps if s > 0] == [1.0]
         assert not captured.events("callapi_rate_limited")
 
 

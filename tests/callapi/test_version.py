@@ -3,6 +3,8 @@ in either spelling of the flag."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import aiohttp
 import pytest
 
@@ -11,10 +13,12 @@ from holdd.sim.server import Simulator
 
 pytestmark = pytest.mark.timeout(30)
 
+Spelling = Literal["depricated", "deprecated"]
+
 
 @pytest.mark.parametrize("spelling", ["depricated", "deprecated"])
 async def test_a_deprecated_version_is_one_warning_per_run(
-    sim: Simulator, http: aiohttp.ClientSession, captured: LogCapture, spelling: str
+    sim: Simulator, http: aiohttp.ClientSession, captured: LogCapture, spelling: Spelling
 ) -> None:
     sim.faults.deprecate_version(spelling=spelling, current_version="4.0", latest_version="4.1")
     client = make_client(sim, http)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from holdd.core.calls import CallTable, ChangeKind
+from holdd.core.calls import Call, CallTable, ChangeKind
 from holdd.core.events import EventKind, Notification
 from holdd.core.states import CallState
 
 
 def note(csid: int, kind: EventKind, state: CallState | None = None, **fields: str) -> Notification:
     return Notification(csid, kind, state, fields)
+
+
+def get(table: CallTable, csid: int) -> Call:
+    call = table.get(csid)
+    assert call is not None, csid
+    return call
 
 
 def kinds(changes: list) -> list[ChangeKind]:  # type: ignore[type-arg]
@@ -18,7 +24,7 @@ def kinds(changes: list) -> list[ChangeKind]:  # type: ignore[type-arg]
 def test_life_of_a_call() -> None:
     table = CallTable()
     assert table.apply(note(1, EventKind.CALL_STARTED, direction="in"), now=10) == []
-    assert table.get(1).state is CallState.SESSION
+    assert get(table, 1).state is CallState.SESSION
     changes = table.apply(note(1, EventKind.TALK_STARTED), now=12)
     assert kinds(changes) == [ChangeKind.TALK_ENTERED]
     call = changes[0].call
@@ -26,7 +32,7 @@ def test_life_of_a_call() -> None:
     assert call.fields["direction"] == "in"
     assert kinds(table.apply(note(1, EventKind.TALK_FINISHED), now=20)) == [ChangeKind.TALK_LEFT]
     assert kinds(table.apply(note(1, EventKind.CALL_FINISHED), now=21)) == [ChangeKind.ENDED]
-    assert table.get(1).state is CallState.ENDED
+    assert get(table, 1).state is CallState.ENDED
 
 
 def test_duplicate_talk_started_is_not_a_new_episode() -> None:
@@ -34,11 +40,11 @@ def test_duplicate_talk_started_is_not_a_new_episode() -> None:
     assert kinds(table.apply(note(1, EventKind.TALK_STARTED), now=1)) == [ChangeKind.TALK_ENTERED]
     assert table.apply(note(1, EventKind.TALK_STARTED), now=2) == []
     table.held(1, now=3)
-    assert table.get(1).state is CallState.HOLD
+    assert get(table, 1).state is CallState.HOLD
     # The provider repeating itself while we hold the call changes nothing.
     assert table.apply(note(1, EventKind.TALK_STARTED), now=4) == []
-    assert table.get(1).state is CallState.HOLD
-    assert table.get(1).episode == 1
+    assert get(table, 1).state is CallState.HOLD
+    assert get(table, 1).episode == 1
 
 
 def test_talk_again_after_post_talk_is_a_new_episode() -> None:
@@ -54,7 +60,7 @@ def test_finished_before_started_never_talks() -> None:
     table = CallTable()
     assert table.apply(note(7, EventKind.CALL_FINISHED), now=1) == []
     assert table.apply(note(7, EventKind.TALK_STARTED), now=2) == []
-    assert table.get(7).state is CallState.ENDED
+    assert get(table, 7).state is CallState.ENDED
 
 
 def test_ended_calls_are_swept_after_the_ttl() -> None:
@@ -94,7 +100,7 @@ def test_a_late_duplicate_talk_started_is_not_a_new_episode() -> None:
     table.apply(timed(1, EventKind.TALK_FINISHED, "30.000"), now=3)
     assert table.apply(timed(1, EventKind.TALK_STARTED, "00.000"), now=4) == []
     assert table.apply(timed(1, EventKind.TALK_STARTED, "30.000"), now=5) == []
-    assert table.get(1).episode == 1  # type: ignore[union-attr]
+    assert get(table, 1).episode == 1
     # A talk that really starts after the finish is a new episode.
     changes = table.apply(timed(1, EventKind.TALK_STARTED, "31.500"), now=6)
     assert kinds(changes) == [ChangeKind.TALK_ENTERED]
@@ -119,8 +125,8 @@ def test_reconcile_adds_talking_calls_and_ends_missing_ones() -> None:
         (1, ChangeKind.ENDED, "resync"),
         (3, ChangeKind.TALK_ENTERED, "resync"),
     ]
-    assert table.get(3).fields["direction"] == "in"  # type: ignore[union-attr]
-    assert table.get(2).state is CallState.HOLD  # type: ignore[union-attr]
+    assert get(table, 3).fields["direction"] == "in"
+    assert get(table, 2).state is CallState.HOLD
 
 
 def test_reconcile_never_ends_a_call_heard_of_after_the_listing_was_asked_for() -> None:
@@ -130,7 +136,7 @@ def test_reconcile_never_ends_a_call_heard_of_after_the_listing_was_asked_for() 
     table.apply(note(2, EventKind.TALK_STARTED), now=4)  # before it
     changes = table.reconcile([], taken_at=5, now=11)
     assert [(c.call.call_session_id, c.kind) for c in changes] == [(2, ChangeKind.ENDED)]
-    assert table.get(1).state is CallState.TALK  # type: ignore[union-attr]
+    assert get(table, 1).state is CallState.TALK
 
 
 def test_a_call_a_lagging_listing_ended_comes_back() -> None:
@@ -144,4 +150,4 @@ def test_a_call_a_lagging_listing_ended_comes_back() -> None:
     table.apply(note(2, EventKind.CALL_FINISHED), now=6)
     listed = [Listed(1, CallState.TALK), Listed(2, CallState.TALK)]
     assert table.reconcile(listed, taken_at=7, now=8) == []
-    assert table.get(2).state is CallState.ENDED  # type: ignore[union-attr]
+    assert get(table, 2).state is CallState.ENDED

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from holdd.core.events import DEFAULT_EVENT_NAMES, EventKind, RejectReason, decode, event_names
@@ -18,7 +20,7 @@ TALK = {
 }
 
 
-def one(raw: object) -> object:
+def one(raw: object) -> Any:
     decoded = decode(orjson.dumps(raw))
     assert len(decoded.notifications) + len(decoded.rejections) == 1
     return (decoded.notifications or decoded.rejections)[0]

@@ -46,25 +46,25 @@ def check(raw: str | bytes) -> None:
     assert decoded.notifications or decoded.rejections or raw.strip() in (b"[]", "[]")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes(raw: bytes) -> None:
     check(raw)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(deadline=None)
 @given(json_values)
 def test_arbitrary_json(value: object) -> None:
     check(orjson.dumps(value))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(deadline=None)
 @given(st.one_of(notification_like, st.lists(notification_like, max_size=4)))
 def test_notification_shaped_json(value: object) -> None:
     check(orjson.dumps(value))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(st.text(max_size=200))
 def test_arbitrary_text(raw: str) -> None:
     check(raw)

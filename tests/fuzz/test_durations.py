@@ -25,7 +25,7 @@ UNITS = {
 duration_alphabet = st.text(alphabet="0123456789.msdhw -+e", max_size=16)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(deadline=None)
 @given(st.one_of(st.text(max_size=30), duration_alphabet))
 def test_parse_raises_only_value_error(text: str) -> None:
     try:
@@ -57,7 +57,7 @@ def written(draw: st.DrawFn) -> tuple[str, Fraction]:
     return draw(st.sampled_from(["", " "])) + text, total
 
 
-@settings(max_examples=500, deadline=None)
+@settings(deadline=None)
 @given(written())
 def test_parse_reads_valid_durations_exactly(case: tuple[str, Fraction]) -> None:
     text, exact = case
@@ -68,7 +68,7 @@ def test_parse_reads_valid_durations_exactly(case: tuple[str, Fraction]) -> None
     assert parse_duration(text) == pytest.approx(float(exact), rel=1e-12, abs=1e-9)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(deadline=None)
 @given(st.integers(0, int(MAX_SECONDS) * 1000))
 @example(0)
 @example(1)
@@ -82,7 +82,7 @@ def test_format_reads_back_to_the_same_milliseconds(ms: int) -> None:
     assert round(parse_duration(text) * 1000) == ms, text
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.integers(0, 10**9))
 def test_a_number_without_a_unit_is_refused(n: int) -> None:
     with pytest.raises(ValueError, match=r"write e\.g\."):

@@ -91,7 +91,7 @@ def pattern_and_match(draw: st.DrawFn) -> tuple[str, str]:
 # -- properties ----------------------------------------------------------------------
 
 
-@settings(max_examples=500, deadline=None)
+@settings(deadline=None)
 @given(pattern_texts)
 def test_compiling_gives_a_pattern_or_a_pattern_error(text: str) -> None:
     try:
@@ -102,7 +102,7 @@ def test_compiling_gives_a_pattern_or_a_pattern_error(text: str) -> None:
     assert pattern.prefix == "" or pattern.prefix.isdigit()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pattern_and_match())
 def test_every_match_starts_with_the_prefix_the_index_uses(case: tuple[str, str]) -> None:
     text, number = case
@@ -121,7 +121,7 @@ numbers = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.lists(pattern_texts, min_size=1, max_size=6), st.lists(numbers, max_size=8))
 def test_a_number_set_agrees_with_trying_every_pattern(
     texts: list[str], candidates: list[str]
@@ -194,7 +194,6 @@ calls = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

@@ -288,7 +288,6 @@ def check_files(rules: list[str], listed: str | None) -> None:
 
 
 @settings(
-    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
@@ -297,7 +296,7 @@ def test_check_never_crashes_on_generated_rule_files(rules: list[str], listed: s
     check_files(rules, listed)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.text(max_size=200), min_size=1, max_size=2))
 def test_check_never_crashes_on_arbitrary_text(rules: list[str]) -> None:
     check_files(rules, None)

@@ -4,12 +4,16 @@ outage, duplicates and reordering, bad input."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from conftest import TOKEN
+from holdd.core.backoff import full_jitter
 from holdd.io.notify import NotifyListener
 from holdd.sim.server import Simulator
 from inproc import config_text, running_daemon
@@ -34,23 +38,88 @@ def talk(csid: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def test_accept_then_close_is_not_a_tight_loop(sim: Simulator) -> None:
-    """A server that accepts and closes at once: attempts follow the backoff."""
-    sim.close_on_accept(1011)
-    listener = NotifyListener(sim.notify_url, healthy_after=30.0)
+class RecordingPolicy:
+    """The listener's backoff policy (`delays`), recorded: how often the policy
+    was started anew, which delays the listener took from it, and how many
+    connections the server had seen at each. The planned delays are recorded,
+    not slept: the listener gets 0 s for each, so the test takes no time, and
+    after `n` of them one long delay parks it until it is cancelled."""
+
+    def __init__(self, sim: Simulator, plan: Callable[[], Iterator[float]], n: int) -> None:
+        self.sim = sim
+        self.plan = plan
+        self.n = n
+        self.starts = 0
+        self.taken: list[float] = []
+        self.attempts_seen: list[int] = []
+        self.done = asyncio.Event()
+
+    def __call__(self) -> Iterator[float]:
+        self.starts += 1
+        return self._delays(self.plan())
+
+    def _delays(self, planned: Iterator[float]) -> Iterator[float]:
+        for delay in planned:
+            self.taken.append(delay)
+            self.attempts_seen.append(self.sim.connection_attempts)
+            if len(self.taken) >= self.n:
+                self.done.set()
+                yield 3600.0
+            else:
+                yield 0.0
+
+
+def seeded_policy() -> Iterator[float]:
+    return full_jitter(0.5, 60.0, rng=random.Random(7).random)
+
+
+async def run_listener(sim: Simulator, policy: RecordingPolicy, healthy_after: float) -> int:
+    """Let a listener meet `sim` until it has taken `policy.n` delays; its reconnects."""
+    listener = NotifyListener(sim.notify_url, healthy_after=healthy_after, delays=policy)
 
     async def consume() -> None:
         async for _ in listener.messages():
             pass
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(10)  # the observation window itself, not a wait for an event
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    attempts = sim.connection_attempts
-    print(f"accept-then-close: {attempts} connection attempts in 10 s")
-    assert 3 <= attempts <= 12, attempts
-    assert listener.reconnects >= attempts - 1
+    try:
+        async with asyncio.timeout(20):
+            await policy.done.wait()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return listener.reconnects
+
+
+async def test_accept_then_close_is_not_a_tight_loop(sim: Simulator) -> None:
+    """A server that accepts and closes at once: every reconnect waits the next
+    delay of one backoff sequence, never restarted by the short sessions (the
+    websockets loop restarts it on every handshake: ecosystem.md section 3.3)."""
+    sim.close_on_accept(1011)
+    policy = RecordingPolicy(sim, seeded_policy, n=8)
+
+    reconnects = await run_listener(sim, policy, healthy_after=30.0)
+
+    assert policy.starts == 1
+    # The delays are the policy's, in order: the growing full-jitter sequence.
+    assert policy.taken == list(itertools.islice(seeded_policy(), 8))
+    # One connection per delay: no attempt goes out without waiting first.
+    assert policy.attempts_seen == list(range(1, 9))
+    assert reconnects == 8
+
+
+async def test_a_session_that_lived_long_enough_restarts_the_backoff(sim: Simulator) -> None:
+    """The counterpart, so that the test above can fail: sessions that count as
+    healthy (healthy_after=0) start the backoff sequence anew every time."""
+    sim.close_on_accept(1011)
+    policy = RecordingPolicy(sim, seeded_policy, n=4)
+
+    reconnects = await run_listener(sim, policy, healthy_after=0.0)
+
+    assert policy.starts == 1 + 4
+    assert policy.taken == [next(seeded_policy())] * 4
+    assert policy.attempts_seen == [1, 2, 3, 4]
+    assert reconnects == 4
 
 
 async def test_outage_call_is_found_and_held_once_by_resync(sim: Simulator, tmp_path: Path) -> None:

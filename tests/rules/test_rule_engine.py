@@ -27,7 +27,7 @@ from holdd.core.rules.model import (
     TextCondition,
 )
 from holdd.core.rules.patterns import NumberSet, number_pattern, text_set
-from holdd.core.rules.schedule import build_schedule
+from holdd.core.rules.schedule import Schedule, build_schedule
 from holdd.core.states import CallState
 
 MSK = dt.timezone(dt.timedelta(hours=3))
@@ -72,7 +72,7 @@ def engine(tmp_path: Path, text: str = RULES, tts_max_length: int = 500) -> Rule
     return RuleEngine(load_rules([path], tts_max_length))
 
 
-def talking(at: float, csid: int = 1, **fields: object) -> Call:
+def talking(at: float, csid: int = 1, /, **fields: object) -> Call:
     call = Call(csid, CallState.TALK, dict(fields), episode=1, talk_started_at=at)  # type: ignore[arg-type]
     call.updated_at = at
     return call
@@ -196,8 +196,9 @@ PATTERNS = [
     r"re:79(26|03)\d{7}",
     "re:7495?",
 ]
-OFFICE, _ = build_schedule("office", "Europe/Moscow", ["mon-fri"], ["09:00-18:00"], [])
-assert OFFICE is not None
+_OFFICE, _ = build_schedule("office", "Europe/Moscow", ["mon-fri"], ["09:00-18:00"], [])
+assert _OFFICE is not None
+OFFICE: Schedule = _OFFICE
 
 
 @st.composite
@@ -276,7 +277,7 @@ class _EveryRule:
         return self.everything
 
 
-@settings(max_examples=400, deadline=None)
+@settings(deadline=None)
 @given(
     rule_sets(),
     calls,

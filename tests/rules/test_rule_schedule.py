@@ -86,14 +86,14 @@ def test_the_schedule_zone_decides_not_the_host() -> None:
     ],
 )
 def test_bad_values_are_named_with_their_index(key: str, value: list[str], words: str) -> None:
-    args: dict[str, list[object]] = {"days": [], "hours": [], "exceptions": []}
+    args: dict[str, list[str]] = {"days": [], "hours": [], "exceptions": []}
     args["exceptions" if key == "except" else key] = ["mon", *value] if key == "days" else value
     built, problems = build_schedule(
         "s",
         "Europe/Moscow",
         args["days"],
         args["hours"],
-        args["exceptions"],  # type: ignore[arg-type]
+        args["exceptions"],
     )
     assert built is None
     assert [(p.key, p.index) for p in problems] == [(key, 1 if key == "days" else 0)]

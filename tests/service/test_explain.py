@@ -3,6 +3,7 @@ database the daemon wrote."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ async def test_explain_shows_events_rules_tried_and_the_action(
     cfg = str(tmp_path / "holdd.toml")
 
     assert main(["explain", "-c", cfg, str(held)]) == 0
-    out = capsys.readouterr().out.splitlines()
+    out: Sequence[str] = capsys.readouterr().out.splitlines()
     assert out[0] == f"call {held}"
     assert "talk_entered (from notification), episode 1, state TALK" in out[1]
     assert "rule vip chosen; tried vip: matched" in out[2]
