@@ -12,6 +12,7 @@ import pytest
 from callapi.support import (
     Harness,
     LogCapture,
+    VirtualTime,
     decision,
     fast_backoff,
     make_client,
@@ -159,7 +160,15 @@ async def test_retries_stop_at_the_action_deadline(
     sim: Simulator, http: aiohttp.ClientSession, captured: LogCapture
 ) -> None:
     """An API that keeps failing gets a bounded number of requests, then an ERROR."""
-    harness = Harness(make_client(sim, http), deadline=0.5, backoff=fast_backoff(0.05))
+    clock = VirtualTime(0.0)  # the deadline counts backoff, not the machine's speed
+    client = make_client(sim, http, monotonic=clock.monotonic, sleep=clock.sleep)
+    harness = Harness(
+        client,
+        deadline=0.5,
+        backoff=fast_backoff(0.05),
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
+    )
     csid = await talking_call(sim)
     sim.faults.fail_next(100, "internal_error", method="hold.call")
 
@@ -169,6 +178,7 @@ async def test_retries_stop_at_the_action_deadline(
     # 0.05 + 0.1 + 0.2 fit in 0.5 s; 0.4 more does not.
     assert outcome.attempts == 4
     assert len(sim.faults.attempts("hold.call")) == 4
+    assert [d for d in clock.sleeps if d > 0] == [0.05, 0.1, 0.2]
     [failed] = captured.events("hold_failed")
     assert failed["level"] == "error" and failed["mnemonic"] == "internal_error"
 
