@@ -316,7 +316,12 @@ class Machine:
                 out.timers.append(Arm(timer))
                 due_in = round(max(0.0, timer.due_at - now), 3)
                 out.log(
-                    "info", "rule_pending", call_session_id=csid, rule=timer.rule, due_in=due_in
+                    "info",
+                    "rule_pending",
+                    call_session_id=csid,
+                    rule=timer.rule,
+                    due_in=due_in,
+                    due_at=round(timer.due_at, 3),
                 )
             elif isinstance(effect, Unhold):
                 self._unhold(effect.timer, now, out)
