@@ -1,8 +1,10 @@
-"""The core path without sockets: notifications in, decisions out (bench helper).
+"""The core path without sockets: notifications in, commands out (bench helper).
 
-Decode, call table, rule driver (the daemon's `handle` minus logging, metrics
-and the state database), each decision handed to a null sink, against the
-baseline of `orjson.loads` alone on the same messages.
+Decode and the machine (core/machine.py: call table, rule driver, claims,
+the store operations, log records and metrics it asks for, each hold taken
+as held at once), which is what the daemon's loop does with each message
+minus the I/O, against the baseline of `orjson.loads` alone on the same
+messages.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from pathlib import Path
 import orjson
 
 from holdd.config.rulefiles import load_rules
-from holdd.core.calls import CallTable
-from holdd.core.events import decode
+from holdd.core.commands import SendHold
+from holdd.core.events import DEFAULT_EVENT_NAMES, decode
+from holdd.core.hold_policy import Result, Verdict
+from holdd.core.machine import Machine
 from holdd.core.rules import RuleEngine
-from holdd.core.rules.driver import Agenda, Hold, RuleDriver
 
 #: The four notifications of one call, as the simulator (and UIS, section 8.3) sends them.
 CALL_NOTIFICATIONS = (
@@ -119,27 +122,26 @@ def core_path(msgs: list[bytes], engine: RuleEngine) -> Callable[[], int]:
     """What the daemon does with each message, without I/O: every decision to a sink."""
 
     def run() -> int:
-        table = CallTable(ended_ttl=60)
-        driver = RuleDriver(engine, Agenda())
+        machine = Machine(engine.rules, DEFAULT_EVENT_NAMES, ended_ttl=60)
+        held = Verdict(Result.HELD, attempts=1)
         sink: list[object] = []
         decisions = 0
         now = 0.0
         for m in msgs:
             now += 0.0001
-            for n in decode(m).notifications:
-                for change in table.apply(n, now):
-                    for effect in driver.on_change(change, now):
-                        if isinstance(effect, Hold):
-                            sink.append(effect.decision)
+            out = machine.notifications(decode(m), "bench", now)
+            sink.extend(out.persist)
+            for send in out.sends:
+                if isinstance(send, SendHold):
+                    decisions += 1
+                    sink.extend(machine.hold_settled(send.decision, held, now).persist)
             if len(sink) > 1000:
-                decisions += len(sink)
                 sink.clear()
-            if len(table) > 5000:
-                table.sweep(now)
-        decisions += len(sink)
+            if len(machine.table) > 5000:
+                machine.sweep(now)
         # Every call matches the catch-all rule once, and every call ended.
         assert decisions == len(msgs) // 4, decisions
-        assert not driver.agenda.timers
+        assert not machine.driver.agenda.timers
         return len(msgs)
 
     return run

@@ -238,7 +238,7 @@ async def run_daemon(calls: int, paced: int, rule_count: int, *, sqlite: bool) -
 
                 async def flood_done() -> None:
                     # Every hold concluded (its result written to the ledger too).
-                    await daemon.wait_for(lambda: len(daemon.outcomes) >= calls)
+                    await daemon.wait_for(lambda: daemon.machine.settled >= calls)
                     if sqlite:
                         after = _ledger_writes(daemon)
                         result.sqlite_seconds = after[0] - before[0]

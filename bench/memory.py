@@ -1,9 +1,11 @@
-"""Memory of calls held in the call table while they talk (bench helper).
+"""Memory of the calls the machine tracks while they talk (bench helper).
 
 Every call arrives as the daemon receives it: a `call_started` and a
-`talk_started` notification decoded from JSON, so the table keeps exactly
-the objects it keeps in production (the call record, its variables, the
-strings orjson made). Measured twice, in separate passes: with tracemalloc
+`talk_started` notification decoded from JSON, fed to the machine
+(core/machine.py) with 100 rules; the rule that matches holds it (taken as
+held at once). What is measured is everything the machine keeps: the call
+record and its variables, the claim, the outcome, the latest evaluations.
+Measured twice, in separate passes: with tracemalloc
 (the Python objects, exact) and as the growth of the resident set (what
 the operating system sees, allocator overhead included).
 """
@@ -19,8 +21,11 @@ from pathlib import Path
 import orjson
 
 from corepath import call_fields
-from holdd.core.calls import CallTable
-from holdd.core.events import decode
+from holdd.core.commands import SendHold
+from holdd.core.events import DEFAULT_EVENT_NAMES, decode
+from holdd.core.hold_policy import Result, Verdict
+from holdd.core.machine import Machine
+from holdd.core.rules import RuleSet
 from holdd.core.states import CallState
 
 
@@ -41,7 +46,8 @@ class MemoryResult:
         return None if self.rss_bytes is None else self.rss_bytes / self.calls
 
 
-def _fill(table: CallTable, calls: int) -> None:
+def _fill(machine: Machine, calls: int) -> None:
+    held = Verdict(Result.HELD, attempts=1)
     for i in range(calls):
         fields = call_fields(i)
         started = {
@@ -58,8 +64,10 @@ def _fill(table: CallTable, calls: int) -> None:
         }
         now = 1_790_000_000.0 + i * 0.001
         for raw in (orjson.dumps(started), orjson.dumps(talk)):
-            for n in decode(raw).notifications:
-                table.apply(n, now)
+            out = machine.notifications(decode(raw), "bench", now)
+            for send in out.sends:
+                if isinstance(send, SendHold):
+                    machine.hold_settled(send.decision, held, now)
 
 
 def _rss() -> int | None:
@@ -71,27 +79,27 @@ def _rss() -> int | None:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def calls_in_talk(calls: int = 100_000) -> MemoryResult:
+def calls_in_talk(rules: RuleSet, calls: int = 100_000) -> MemoryResult:
     # Pass 1: resident set growth, without tracemalloc (which adds its own
     # bookkeeping per block to the process).
     gc.collect()
     before = _rss()
-    table = CallTable()
-    _fill(table, calls)
+    machine = Machine(rules, DEFAULT_EVENT_NAMES)
+    _fill(machine, calls)
     gc.collect()
     after = _rss()
-    assert len(table) == calls
-    assert all(c.state is CallState.TALK for c in table)
+    assert len(machine.table) == calls
+    assert all(c.state is CallState.HOLD for c in machine.table)
     rss = None if before is None or after is None else after - before
-    del table
+    del machine
     gc.collect()
 
     # Pass 2: exactly what the table keeps alive.
     tracemalloc.start()
     try:
         start = tracemalloc.take_snapshot()
-        table = CallTable()
-        _fill(table, calls)
+        machine = Machine(rules, DEFAULT_EVENT_NAMES)
+        _fill(machine, calls)
         gc.collect()
         end = tracemalloc.take_snapshot()
     finally:
@@ -102,5 +110,5 @@ def calls_in_talk(calls: int = 100_000) -> MemoryResult:
     for d in diff[:6]:
         frame = d.traceback[0]
         sites.append((f"{Path(frame.filename).name}:{frame.lineno}", d.size_diff / calls))
-    del table
+    del machine
     return MemoryResult(calls, traced, rss, sites)

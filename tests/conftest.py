@@ -1,16 +1,23 @@
-"""Shared fixtures: the simulator on 127.0.0.1:0; the Hypothesis profiles."""
+"""Shared fixtures (defined in support/, registered here): the simulator on
+127.0.0.1:0 (`sim`), an aiohttp session (`http`), the captured log
+(`captured`), a fake systemd (`systemd`, `short_dir`); the Hypothesis profiles.
+
+Tests import their helpers from the `support` package (tests/support/)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest_asyncio
 from hypothesis import settings
 
-from holdd.sim.server import Simulator
+from support.logs import captured
+from support.sim import sim
+from support.systemd import short_dir, systemd
 
-TOKEN = "e2e-permanent-key-7f3a9c1d"
+__all__ = ["captured", "http", "short_dir", "sim", "systemd"]
 
 # Properties take their example counts from the profile, never from their own
 # @settings: "ci" (the default, `make test`) runs about 100 examples each,
@@ -23,10 +30,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest_asyncio.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    simulator = Simulator(tokens=(TOKEN,), media_ids=("2034", "2561"))
-    await simulator.start()
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -12,25 +12,22 @@ from pathlib import Path
 
 import pytest_asyncio
 
-from chaos.support import config_text, until, write_config
-from conftest import TOKEN
-from daemonproc import DaemonProcess
 from holdd.sim.server import Simulator
+from support.chaos import LIMIT, RULES, chaos_config, until
+from support.config import write_config
+from support.process import DaemonProcess
+from support.sim import make_simulator, running
 
 CALLS = 3_000
 #: How late the simulated API answers each hold.call, in seconds.
 API_DELAY = 0.005
-LIMIT = 10_000_000
 
 
 @pytest_asyncio.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    simulator = Simulator(tokens=(TOKEN,), media_ids=("2034",), minute_limit=LIMIT, day_limit=LIMIT)
-    await simulator.start()
-    try:
+    """No chaos fault layer here: the plain one, and a budget far above the burst."""
+    async with running(make_simulator(media_ids=("2034",), limit=LIMIT)) as simulator:
         yield simulator
-    finally:
-        await simulator.stop()
 
 
 async def test_a_burst_of_talk_is_held_once_each_with_few_listings(
@@ -38,12 +35,11 @@ async def test_a_burst_of_talk_is_held_once_each_with_few_listings(
 ) -> None:
     # A request timeout well under the time the burst spends queued for a
     # connection: only a queue that does not count against it holds them all.
-    text = config_text(sim, TOKEN, timeout="1s", callapi="max_connections = 10\n")
-    daemon = DaemonProcess(write_config(tmp_path, text))
+    text = chaos_config(sim, timeout="1s", callapi="max_connections = 10\n")
+    daemon = DaemonProcess(write_config(tmp_path, text, RULES))
     await daemon.start()
     try:
-        await sim.wait_for_clients(1, timeout=20)
-        await daemon.wait_event(lambda e: e["event"] == "resync_done")
+        await daemon.ready(sim)
         listings_before = sum(r.method == "list.calls" for r in sim.requests)
         sim.faults.delay(API_DELAY, n=CALLS * 2, method="hold.call")
         # Every call starts and is answered at once; the notifications go out

@@ -12,10 +12,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from chaos.support import RULES, ChaosFaults, Traffic, config_text, verdict
-from conftest import TOKEN
 from holdd.sim.server import Simulator
-from inproc import running_daemon
+from support.chaos import RULES, ChaosFaults, Traffic, chaos_config, verdict
+from support.inproc import ready, running_daemon
 
 CALLS = 200
 FAULT_RATE = 0.2
@@ -30,10 +29,9 @@ async def test_random_api_faults_hold_every_call_exactly_once(
     faults = sim.faults
     assert isinstance(faults, ChaosFaults)
     faults.late = LATE
-    config = config_text(sim, TOKEN, timeout=f"{int(TIMEOUT * 1000)}ms")
+    config = chaos_config(sim, timeout=f"{int(TIMEOUT * 1000)}ms")
     async with running_daemon(tmp_path, config, RULES) as (daemon, capture):
-        await sim.wait_for_clients(1)
-        await daemon.wait_for(lambda: daemon.resyncs >= 1)
+        await ready(daemon, sim)
         faults.rng = random.Random(4)
         faults.rate = FAULT_RATE
         traffic = Traffic(sim, random.Random(500))

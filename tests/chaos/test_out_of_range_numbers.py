@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from chaos.support import config_text, write_config
-from conftest import TOKEN
 from holdd.config.rulefiles import load_rules
 from holdd.config.settings import load_settings
 from holdd.io import logs
 from holdd.io.daemon import Daemon
 from holdd.sim.server import Simulator
+from support.chaos import RULES, chaos_config
+from support.config import write_config
+from support.inproc import ready
 
 TALK = '{"notification_name": "Начало разговора", "direction": "in", '
 
@@ -33,13 +34,12 @@ TALK = '{"notification_name": "Начало разговора", "direction": "i
 async def test_a_number_beyond_64_bits_is_dropped_and_the_daemon_keeps_serving(
     sim: Simulator, tmp_path: Path, message: str
 ) -> None:
-    settings = load_settings(write_config(tmp_path, config_text(sim, TOKEN)))
+    settings = load_settings(write_config(tmp_path, chaos_config(sim), RULES))
     logs.configure(fmt="json", level="info", stream=io.BytesIO())
     daemon = Daemon(settings, load_rules(settings.rule_files))
     task = asyncio.create_task(daemon.run(install_signals=False))
     try:
-        await sim.wait_for_clients(1)
-        await daemon.wait_for(lambda: daemon.resyncs >= 1)
+        await ready(daemon, sim)
         await sim.send_raw(message)
         marker = await sim.start_call(direction="in", contact_phone_number="79260000002")
         await sim.answer(marker)

@@ -45,14 +45,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from chaos.support import AFTER, RULES, config_text, until, write_config
-from conftest import TOKEN
-from daemonproc import DaemonProcess
 from holdd.core.records import CallRecord, PutTimer, SaveCall
 from holdd.core.rules.driver import Timer, TimerKind
 from holdd.core.states import CallState
 from holdd.io.store.sqlite import StateDb
 from holdd.sim.server import Simulator
+from support.chaos import AFTER, RULES, chaos_config, until
+from support.config import write_config
+from support.process import DaemonProcess
 
 #: Restored `after` timers, all due, in the commit count.
 RESTORED = 40
@@ -84,7 +84,7 @@ async def commits(daemon: DaemonProcess) -> dict[str, int]:
 async def test_an_after_rule_acts_while_list_calls_fails(sim: Simulator, tmp_path: Path) -> None:
     # list.calls fails (an outage of that method, or its limit); hold.call works.
     sim.faults.fail_next(10_000, "internal_error", method="list.calls")
-    daemon = DaemonProcess(write_config(tmp_path, config_text(sim, TOKEN)))
+    daemon = DaemonProcess(write_config(tmp_path, chaos_config(sim), RULES))
     await daemon.start()
     try:
         await sim.wait_for_clients(1)
@@ -116,7 +116,7 @@ async def test_a_restored_timer_becomes_a_hold_in_at_most_two_commits(
     # What a SIGKILL leaves: calls in Talk at the API, remembered in Talk with
     # their `after` timers pending and due by now.
     started = time.time() - 2 * AFTER
-    path = write_config(tmp_path, config_text(sim, TOKEN, extra='\n[log]\nformat = "json"\n'))
+    path = write_config(tmp_path, chaos_config(sim, log_format="json"), RULES)
     with StateDb.open(tmp_path / "state.db") as state:
         for i in range(RESTORED):
             number = f"790300002{i:02d}"
@@ -144,7 +144,7 @@ async def test_a_restored_timer_becomes_a_hold_in_at_most_two_commits(
 async def test_a_restart_does_not_run_the_rules_again_on_calls_no_rule_matched(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    path = write_config(tmp_path, config_text(sim, TOKEN, extra='\n[log]\nformat = "json"\n'))
+    path = write_config(tmp_path, chaos_config(sim, log_format="json"), RULES)
     first = DaemonProcess(path)
     await first.start()
     try:
@@ -181,9 +181,10 @@ async def test_a_hold_waiting_for_a_connection_is_not_an_unknown_outcome(
         sim.account.answer(call.call_session_id, now)
     # Every hold.call is answered POOL_DELAY late (applied after the wait).
     sim.faults.delay(POOL_DELAY, n=10_000, method="hold.call")
-    text = config_text(sim, TOKEN, timeout=POOL_TIMEOUT, callapi="max_connections = 1\n")
-    text = text.replace('action_deadline = "20s"', 'action_deadline = "5s"')
-    daemon = DaemonProcess(write_config(tmp_path, text))
+    text = chaos_config(
+        sim, timeout=POOL_TIMEOUT, action_deadline="5s", callapi="max_connections = 1\n"
+    )
+    daemon = DaemonProcess(write_config(tmp_path, text, RULES))
     await daemon.start()
     try:
         calls = list(sim.account.calls)

@@ -13,15 +13,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from chaos.support import AFTER, RULES, config_text
-from conftest import TOKEN
 from holdd.core.records import CallRecord, Claim, PutClaim, PutTimer, SaveCall
 from holdd.core.rules.driver import Timer, TimerKind
 from holdd.core.states import CallState
 from holdd.io.daemon import Daemon
 from holdd.io.store.sqlite import StateDb
 from holdd.sim.server import Simulator
-from inproc import running_daemon
+from support.chaos import AFTER, RULES, chaos_config
+from support.inproc import ready, running_daemon
 
 NOW_NUMBER = "79260000071"
 AFTER_NUMBER = "79030000072"
@@ -57,9 +56,8 @@ def remembered(path: Path, csid: int, number: str, talk_started_at: float) -> St
 
 async def held_after_start(sim: Simulator, tmp_path: Path, csid: int) -> Daemon:
     """Start the daemon on tmp_path/state.db; return it once `csid` is settled."""
-    async with running_daemon(tmp_path, config_text(sim, TOKEN), RULES) as (daemon, _capture):
-        await sim.wait_for_clients(1)
-        await daemon.wait_for(lambda: daemon.resyncs >= 1)
+    async with running_daemon(tmp_path, chaos_config(sim), RULES) as (daemon, _capture):
+        await ready(daemon, sim)
         marker = await sim.start_call(direction="in", contact_phone_number="79260000079")
         await sim.answer(marker)
         await daemon.wait_for(lambda: marker in daemon.outcomes)

@@ -39,21 +39,21 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from chaos.conftest import LIMIT
-from chaos.support import (
+from holdd.sim.server import Simulator
+from support.chaos import (
     AFTER,
+    RULES,
     ChaosFaults,
     Kind,
     Traffic,
     Verdict,
-    config_text,
+    chaos_config,
+    chaos_simulator,
     until,
     verdict,
-    write_config,
 )
-from conftest import TOKEN
-from daemonproc import DaemonProcess
-from holdd.sim.server import Simulator
+from support.config import write_config
+from support.process import DaemonProcess
 
 KILLS = 10
 #: Calls a second while calls are allowed through.
@@ -209,14 +209,12 @@ async def progress(sim: Simulator, old: set[int], first: int, n: int, who: str) 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
-    sim = Simulator(
-        tokens=(TOKEN,), media_ids=("2034", "2561"), minute_limit=LIMIT, day_limit=LIMIT
-    )
-    faults = ChaosFaults(sim, random.Random(0))
-    sim.faults = faults
+    sim = chaos_simulator()
+    faults = sim.faults
+    assert isinstance(faults, ChaosFaults)
     await sim.start()
     tmp = tmp_path_factory.mktemp("sigkill")
-    path = write_config(tmp, config_text(sim, TOKEN, extra='\n[log]\nformat = "json"\n'))
+    path = write_config(tmp, chaos_config(sim, log_format="json"), RULES)
     rng = random.Random(9)
     traffic = Traffic(sim, random.Random(99), rate=RATE, paced=True)
     processes: list[DaemonProcess] = []

@@ -11,12 +11,11 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from chaos.support import RULES, ChaosFaults, Traffic, config_text, verdict
-from conftest import TOKEN
 from holdd.core.backoff import full_jitter
 from holdd.io.notify import NotifyListener
 from holdd.sim.server import Simulator
-from inproc import running_daemon
+from support.chaos import RULES, ChaosFaults, Traffic, chaos_config, verdict
+from support.inproc import ready, running_daemon
 
 OUTAGES = 20
 #: Calls made while the stream is down, and while it is up, in each round.
@@ -33,9 +32,8 @@ async def test_stream_killed_and_restored_20_times(sim: Simulator, tmp_path: Pat
     rng = random.Random(20)
     faults = sim.faults
     assert isinstance(faults, ChaosFaults)
-    async with running_daemon(tmp_path, config_text(sim, TOKEN), RULES) as (daemon, capture):
-        await sim.wait_for_clients(1)
-        await daemon.wait_for(lambda: daemon.resyncs >= 1)
+    async with running_daemon(tmp_path, chaos_config(sim), RULES) as (daemon, capture):
+        await ready(daemon, sim)
         listener = daemon.listener
         assert listener is not None
         # A reconnect backoff for a test that drops the stream 20 times in a

@@ -4,7 +4,7 @@ Errors are typed by `code` + `data.mnemonic`, never by message text, because
 the texts differ between the UIS, CoMagic and CallGear docs (uis-call-api.md
 section 5). `ERROR_KINDS` classifies every mnemonic of the reference into a
 `Policy` with an operator hint; docs/errors.md is the same table for humans,
-and tests/callapi/test_errors_table.py keeps the two in agreement. An unknown
+and tests/daemon/test_callapi_errors_table.py keeps the two in agreement. An unknown
 mnemonic gets the policy of its code group (`classify`).
 """
 
@@ -63,7 +63,7 @@ _HOLDD_BUG = "holdd sent a malformed request: report a holdd bug with the reques
 #: Every error mnemonic of the reference: section 5 (common errors and "also
 #: seen in per-method lists"), section 3.2 (`hold.call`), section 3.3
 #: (`unhold.call`), section 1 (-32099 in both spellings). docs/errors.md
-#: shows the same table; tests/callapi/test_errors_table.py keeps them equal.
+#: shows the same table; tests/daemon/test_callapi_errors_table.py keeps them equal.
 ERROR_KINDS: Final[Mapping[str, ErrorKind]] = _kinds(
     # Section 5, common errors.
     ErrorKind("parse_error", (-32700,), Policy.DO_NOT_RETRY, _HOLDD_BUG),

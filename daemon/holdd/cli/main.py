@@ -152,7 +152,9 @@ def _describe(payload: Mapping[str, Any]) -> str:
         head = f"rule {payload['rule']} chosen" if payload.get("rule") else "no rule matched"
         if payload.get("error"):
             head = f"rule {payload.get('rule')} cannot act: {payload['error']}"
-        return head + ("; tried " + "; ".join(tried) if tried else "")
+        ruled_out = payload.get("ruled_out") or 0
+        more = f"; {ruled_out} other rule(s) ruled out by the index" if ruled_out else ""
+        return head + ("; tried " + "; ".join(tried) if tried else "") + more
     message = payload.get("message") or {}
     mnemonic = f" ({payload['mnemonic']})" if payload.get("mnemonic") else ""
     return (

@@ -13,14 +13,45 @@ bounded however many calls pass through.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from holdd.core.events import EventKind, Notification
+from holdd.core.events import INT_FIELDS, TEXT_FIELDS, EventKind, Notification
 from holdd.core.states import TALKING, CallState
+
+#: What a call keeps of its notifications' variables: what a rule can match
+#: or a TTS template can name (docs/rules.md); the rest is dropped at once.
+KEPT_FIELDS = TEXT_FIELDS | INT_FIELDS
+#: Variables with few distinct values across calls: one string object each,
+#: shared by every call, instead of one per notification.
+_SHARED = frozenset(
+    {
+        "notification_name",
+        "notification_mnemonic",
+        "direction",
+        "virtual_phone_number",
+        "call_source",
+        "scenario_name",
+        "employee_full_name",
+    }
+)
+
+
+def _shared(key: str, value: str | int | None) -> str | int | None:
+    # Interned strings are freed once no call uses them (CPython 3.11).
+    if key in _SHARED and type(value) is str:
+        return sys.intern(value)
+    return value
+
+
+def _keep(into: dict[str, str | int | None], fields: Mapping[str, str | int | None]) -> None:
+    for key, value in fields.items():
+        if key in KEPT_FIELDS:
+            into[key] = _shared(key, value)
 
 
 class ChangeKind(StrEnum):
@@ -44,7 +75,9 @@ class Call:
     talk_started_at: float | None = None
     updated_at: float = 0.0
     #: Rules that acted on this call (a rule fires at most once per call).
-    fired: set[str] = field(default_factory=set)
+    #: A tuple: empty and shared until one does, and one name is 48 bytes
+    #: where a set is 216 (most calls are held once at most).
+    fired: tuple[str, ...] = ()
     #: The Talk episode the rules were last evaluated for (0: never). A call
     #: restored in Talk whose episode was decided needs no second look.
     decided: int = 0
@@ -136,7 +169,7 @@ class CallTable:
             if target is CallState.ENDED or target in (CallState.POST_TALK, CallState.FINISHING):
                 # Finished before (or without) started: keep a tombstone so a
                 # late talk_started cannot act on a call that is over.
-                call.fields.update(n.fields)
+                _keep(call.fields, n.fields)
                 return self._end(call, now, source="notification", quiet=True)
         if call.state is CallState.ENDED:
             if call.ended_by != "resync":
@@ -154,7 +187,7 @@ class CallTable:
             # already seen: a late duplicate (both transports, or a provider
             # retry), not a new Talk episode.
             return []
-        call.fields.update(n.fields)
+        _keep(call.fields, n.fields)
         call.updated_at = now
         if target is None:
             return []
@@ -204,7 +237,7 @@ class CallTable:
             if call is None:
                 call = Call(session.call_session_id, CallState.SESSION, updated_at=now)
                 self._calls[session.call_session_id] = call
-                call.fields.update(session.fields)
+                _keep(call.fields, session.fields)
             elif call.updated_at > taken_at or (
                 call.state is CallState.ENDED and call.ended_by != "resync"
             ):
@@ -216,10 +249,12 @@ class CallTable:
                 call.ended_by = None
                 self._ended.pop(call.call_session_id, None)
                 for key, value in session.fields.items():
-                    call.fields.setdefault(key, value)
+                    if key in KEPT_FIELDS and key not in call.fields:
+                        call.fields[key] = _shared(key, value)
             else:
                 for key, value in session.fields.items():
-                    call.fields.setdefault(key, value)
+                    if key in KEPT_FIELDS and key not in call.fields:
+                        call.fields[key] = _shared(key, value)
             changes.extend(self.move(call, session.state, now, source="resync"))
         for call in list(self._calls.values()):
             if (
@@ -246,7 +281,7 @@ class CallTable:
         the call still talking does not begin a new episode.
         """
         call = Call(call_session_id, state, episode=episode, talk_started_at=talk_started_at)
-        call.fields.update(fields or {})
+        _keep(call.fields, fields or {})
         call.updated_at = now
         self._calls[call_session_id] = call
         return call

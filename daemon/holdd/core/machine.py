@@ -22,10 +22,13 @@ restored state fed to it, then the first snapshot (docs/architecture.md).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import TypeVar
 
 from holdd.core.calls import ActiveSession, Call, CallChange, CallTable, ChangeKind
+from holdd.core.claims import HOLDS, ClaimBook
 from holdd.core.commands import Arm, Commands, Disarm, Outcome, SendHold, SendUnhold
 from holdd.core.events import Decoded, EventKind
 from holdd.core.hold_policy import Result, Verdict
@@ -37,11 +40,8 @@ from holdd.core.records import (
     ClaimKey,
     DeleteCall,
     DropTimer,
-    FinishClaim,
-    PutClaim,
     PutTimer,
     RecordCooldown,
-    ReleaseClaim,
     Restored,
     SaveCall,
     TraceEntry,
@@ -64,7 +64,11 @@ from holdd.core.rules.engine import Decision, Evaluation, RuleEngine
 from holdd.core.rules.model import Rule, RuleSet
 from holdd.core.states import TALKING, CallState
 from holdd.core.throttle import Throttle
-from holdd.core.verdicts import describe_hold, describe_unhold
+from holdd.core.verdicts import describe_evaluation, describe_hold, describe_unhold
+
+#: How many calls' latest evaluations and outcomes the machine keeps in memory.
+RECENT = 1000
+_T = TypeVar("_T")
 
 _CHANGE_EVENTS = {
     ChangeKind.TALK_ENTERED: "call_talk_started",
@@ -82,16 +86,22 @@ class Machine:
         self.cooldowns = Cooldowns()
         self.driver = RuleDriver(RuleEngine(rules), Agenda(cooldowns=self.cooldowns))
         self._rules: dict[str, Rule] = rules.by_name()
-        #: Claims of the calls in the table, by key.
-        self.claims: dict[ClaimKey, Claim] = {}
+        #: The fired-once ledger as far as this process needs it (core/claims.py).
+        self.book = ClaimBook(self.table)
+        #: Claims still open, and unhold claims, by key.
+        self.claims = self.book.open
         #: Claims a crash left without a result: settled by the first snapshot.
         self.unsettled: list[Claim] = []
         #: Calls put back by `restore`, until the first snapshot.
         self.restored: set[int] = set()
         self.resynced = False
-        #: Per call: the last evaluation and the last hold outcome (demo, tests).
-        self.evaluations: dict[int, Evaluation] = {}
-        self.outcomes: dict[int, Outcome] = {}
+        #: The latest evaluations, by call (the demo's table, tests): the most
+        #: recent `RECENT` only, since each keeps a snapshot for its full trace
+        #: (the store keeps every trace for `holdd explain`).
+        self.evaluations: OrderedDict[int, Evaluation] = OrderedDict()
+        #: The latest hold outcomes, by call, likewise the most recent only.
+        self.outcomes: OrderedDict[int, Outcome] = OrderedDict()
+        self.settled = 0
         self._drops = Throttle(per=10.0, burst=5)
         self._unknown_names: set[str] = set()
 
@@ -175,7 +185,7 @@ class Machine:
         key = (csid, rule, "hold")
         result = verdict.result
         recorded = result.value if result is Result.HELD else (verdict.mnemonic or result.value)
-        self._finish(key, recorded, now, out)
+        self.book.finish(key, recorded, now, out.persist)
         call = self.table.get(csid)
         level, event, fields = describe_hold(decision, verdict)
         out.log(level, event, call_session_id=csid, rule=rule, **fields)
@@ -202,15 +212,21 @@ class Machine:
             now,
             out,
         )
-        self.outcomes[csid] = Outcome(
+        self._remember(
+            self.outcomes,
             csid,
-            rule,
-            message,
-            result.value,
-            verdict.mnemonic,
-            verdict.attempts,
-            verdict.confirmed_by,
+            Outcome(
+                csid,
+                rule,
+                message,
+                result.value,
+                verdict.mnemonic,
+                verdict.attempts,
+                verdict.confirmed_by,
+            ),
         )
+        #: Every hold settled, for those counting (bench, tests).
+        self.settled += 1
         return out
 
     def unhold_settled(
@@ -218,7 +234,7 @@ class Machine:
     ) -> Commands:
         out = Commands()
         result = verdict.result
-        self._finish((call_session_id, rule, "unhold"), result.value, now, out)
+        self.book.finish((call_session_id, rule, "unhold"), result.value, now, out.persist)
         level, event, fields = describe_unhold(verdict)
         out.log(level, event, call_session_id=call_session_id, rule=rule, **fields)
         call = self.table.get(call_session_id)
@@ -239,7 +255,11 @@ class Machine:
         another instance claimed it): nothing is sent."""
         out = Commands()
         csid, rule, action = key
-        self.claims[key] = Claim(csid, rule, action, now, result="claimed_before")
+        if action in HOLDS:
+            self.claims.pop(key, None)
+            self.book.mark_fired(csid, rule)
+        else:
+            self.claims[key] = Claim(csid, rule, action, now, result="claimed_before")
         event = "unhold_skipped" if action == "unhold" else "hold_skipped"
         out.log("info", event, call_session_id=csid, rule=rule, reason="already_claimed")
         return out
@@ -267,8 +287,7 @@ class Machine:
         self.cooldowns.prune(now - self.rules.longest_cooldown)
         if swept:
             gone = set(swept)
-            for key in [k for k in self.claims if k[0] in gone]:
-                del self.claims[key]
+            self.book.forget(gone)
             for csid in swept:
                 self.evaluations.pop(csid, None)
                 self.outcomes.pop(csid, None)
@@ -343,14 +362,12 @@ class Machine:
         rule = decision.rule.name
         out.count("rule_matched", rule)
         action = "would_hold" if decision.shadow else "hold"
-        if not self._claim((csid, rule, action), now, out):
+        if not self.book.claim((csid, rule, action), now, out.persist):
             out.log(
                 "info", "hold_skipped", call_session_id=csid, rule=rule, reason="already_claimed"
             )
             return
-        call = self.table.get(csid)
-        if call is not None:
-            call.fired.add(rule)
+        self.book.mark_fired(csid, rule)
         if not decision.shadow:
             out.sends.append(SendHold(decision))
             return
@@ -364,16 +381,18 @@ class Machine:
             message_value=message.value,
             episode=decision.episode,
         )
-        self._finish((csid, rule, action), "shadow", now, out)
+        self.book.finish((csid, rule, action), "shadow", now, out.persist)
+        call = self.table.get(csid)
         if call is not None:
             self._commit(call, decision, now, out)
         out.count("action", "would_hold", Result.WOULD_HOLD.value, "")
-        self.outcomes[csid] = Outcome(csid, rule, message, Result.WOULD_HOLD.value)
+        self._remember(self.outcomes, csid, Outcome(csid, rule, message, Result.WOULD_HOLD.value))
+        self.settled += 1
 
     def _unhold(self, timer: Timer, now: float, out: Commands) -> None:
         csid = timer.call_session_id
         action = "would_unhold" if timer.shadow else "unhold"
-        if not self._claim((csid, timer.rule, action), now, out):
+        if not self.book.claim((csid, timer.rule, action), now, out.persist):
             out.log(
                 "info",
                 "unhold_skipped",
@@ -386,7 +405,7 @@ class Machine:
             out.sends.append(SendUnhold(csid, timer.rule, timer.episode))
             return
         out.log("info", "would_unhold", call_session_id=csid, rule=timer.rule)
-        self._finish((csid, timer.rule, action), "shadow", now, out)
+        self.book.finish((csid, timer.rule, action), "shadow", now, out.persist)
 
     def _commit(self, call: Call, decision: Decision, at: float, out: Commands) -> None:
         """A hold took (or was logged in shadow mode) at `at`: one rule has
@@ -402,60 +421,39 @@ class Machine:
     def _evaluated(
         self, evaluation: Evaluation, now: float, out: Commands, *, pending: bool = False
     ) -> None:
-        """Trace every evaluation for `holdd explain` (the full trace: every
-        rule up to the match, with the condition that failed) and log it once
-        per decision: `rule_matched` with the rules actually tried (the index
-        ruled out the rest) when the rule acts, `rule_pending` (logged by the
-        caller) while its `after` runs, `no_rule_matched` with every rule."""
+        """Trace every evaluation for `holdd explain` and log it once per
+        decision: `rule_matched` when the rule acts, `rule_pending` (logged by
+        the caller) while its `after` runs, `no_rule_matched` otherwise."""
         csid = evaluation.call_session_id
-        self.evaluations[csid] = evaluation
+        self._remember(self.evaluations, csid, evaluation)
         call = self.table.get(csid)
         if call is not None:
             call.decided = call.episode
         decision = evaluation.decision
         rule = decision.rule.name if decision else evaluation.rule
-        full = [t.as_dict() for t in evaluation.trace]
-        payload = {"trace": full, "error": evaluation.error, "rule": rule}
+        payload: dict[str, object] = {"error": evaluation.error, "rule": rule}
+        if decision is None:
+            # Why nothing acts is worth every rule, with its failed condition.
+            payload["trace"] = full = [t.as_dict() for t in evaluation.trace]
+        else:
+            # A match: the rules actually tried; the rest the index ruled out
+            # (their match keys differ), counted, not evaluated again.
+            payload["trace"] = full = [t.as_dict() for t in evaluation.tried]
+            payload["ruled_out"] = evaluation.excluded
         self._trace(csid, TraceKind.EVALUATION, payload, now, out)
         if pending:
             return
-        # Why nothing acts is worth every rule; a match, the rules tried.
-        trace = full if decision is None else [t.as_dict() for t in evaluation.tried]
-        if evaluation.error is not None:
-            out.log(
-                "error",
-                "hold_skipped",
-                call_session_id=csid,
-                rule=evaluation.rule,
-                reason=evaluation.error,
-                trace=trace,
-            )
-        elif decision is None:
-            out.log("info", "no_rule_matched", call_session_id=csid, trace=trace)
-        else:
-            mode = decision.rule.mode.value
-            out.log("info", "rule_matched", call_session_id=csid, rule=rule, mode=mode, trace=trace)
+        level, event, fields = describe_evaluation(evaluation, full)
+        out.log(level, event, call_session_id=csid, **fields)
 
     # -- claims, calls, traces ---------------------------------------------------
 
-    def _claim(self, key: ClaimKey, now: float, out: Commands) -> bool:
-        if key in self.claims:
-            return False
-        claim = Claim(key[0], key[1], key[2], now)
-        self.claims[key] = claim
-        out.persist.append(PutClaim(claim))
-        return True
-
-    def _finish(self, key: ClaimKey, result: str, now: float, out: Commands) -> None:
-        claim = self.claims.get(key)
-        if claim is not None:
-            claim.result = result
-            claim.finished_at = now
-        out.persist.append(FinishClaim(key, result, now))
-
-    def _release(self, key: ClaimKey, out: Commands) -> None:
-        self.claims.pop(key, None)
-        out.persist.append(ReleaseClaim(key))
+    @staticmethod
+    def _remember(recent: OrderedDict[int, _T], csid: int, value: _T) -> None:
+        recent[csid] = value
+        recent.move_to_end(csid)
+        if len(recent) > RECENT:
+            recent.popitem(last=False)
 
     def _save(self, call: Call, out: Commands) -> None:
         csid = call.call_session_id
@@ -479,8 +477,6 @@ class Machine:
         self, csid: int, kind: TraceKind, payload: Mapping[str, object], now: float, out: Commands
     ) -> None:
         out.persist.append(AddTrace(TraceEntry(csid, now, kind, payload)))
-
-    release = _release
 
 
 def _moved(rule: Rule) -> Rule:

@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from holdd.core.calls import ActiveSession, Call
+from holdd.core.claims import HOLDS
 from holdd.core.commands import Arm, Commands
 from holdd.core.hold_policy import Result, Verdict
-from holdd.core.records import DropTimer, FinishClaim, PutTimer, Restored
+from holdd.core.records import DropTimer, PutTimer, Restored
 from holdd.core.rules.driver import Timer, TimerKind
 from holdd.core.rules.engine import Decision
 from holdd.core.rules.patterns import digits
@@ -46,13 +47,13 @@ def settle_claims(
         api_state = session.state if session is not None else CallState.ENDED
         ids = {"call_session_id": csid, "rule": rule, "action": action}
         if action == "hold" and api_state is CallState.TALK and call is not None:
-            machine.release(claim.key, out)
-            call.fired.discard(rule)
+            machine.book.release(claim.key, out.persist)
+            call.fired = tuple(r for r in call.fired if r != rule)
             out.log("warning", "claim_released", api_state=api_state.value, **ids)
             recheck.append(call)
             continue
         if action == "unhold" and api_state is CallState.HOLD and call is not None:
-            machine.release(claim.key, out)
+            machine.book.release(claim.key, out.persist)
             out.log("warning", "claim_released", api_state=api_state.value, **ids)
             rearm_unhold(machine, call, rule, now, out)
             continue
@@ -75,9 +76,7 @@ def settle_claims(
                 machine.table.unheld(csid, now)
         else:
             result = f"api_state_{api_state.value.lower()}"
-        claim.result = result
-        claim.finished_at = now
-        out.persist.append(FinishClaim(claim.key, result, now))
+        machine.book.finish(claim.key, result, now, out.persist)
         out.log("info", "claim_resolved", result=result, **ids)
     machine.unsettled = []
     return recheck
@@ -96,15 +95,20 @@ def restore_state(machine: Machine, state: Restored, now: float, out: Commands) 
             now,
             record.fields,
         )
-        call.fired.update(record.fired)
+        call.fired = tuple(record.fired)
         call.decided = record.decided_episode or 0
         if record.acted_episode is not None:
             agenda.acted[call.call_session_id] = record.acted_episode
         machine.restored.add(call.call_session_id)
     for claim in state.claims:
-        machine.claims[claim.key] = claim
         if claim.result is None:
+            machine.claims[claim.key] = claim
             machine.unsettled.append(claim)
+        elif claim.action in HOLDS:
+            # A schema 1 row may lack the call's `fired`: the claim says it.
+            machine.book.mark_fired(claim.call_session_id, claim.rule)
+        else:
+            machine.claims[claim.key] = claim
     for rule, contact, at in state.cooldowns:
         machine.cooldowns.record_cooldown(rule, contact, at)
     rules = machine.rules.by_name()
@@ -127,11 +131,12 @@ def orphans(machine: Machine, entered: set[int]) -> list[Call]:
     transaction) is never one."""
     restored, machine.restored = machine.restored, set()
     timed = {t.call_session_id for t in machine.driver.agenda.timers.values()}
-    held = {k[0] for k in machine.claims if k[2] in ("hold", "would_hold")}
+    held = {k[0] for k in machine.claims if k[2] in HOLDS}
     out = []
     for csid in restored - entered - timed - held:
         call = machine.table.get(csid)
-        if call is not None and call.state is CallState.TALK and call.decided != call.episode:
+        fresh = call is not None and not call.fired and call.decided != call.episode
+        if call is not None and fresh and call.state is CallState.TALK:
             out.append(call)
     return out
 
@@ -163,7 +168,8 @@ def rearm_unhold(machine: Machine, call: Call, rule: str, now: float, out: Comma
 
 def mark_held(machine: Machine, call: Call, rule: str, now: float) -> None:
     """The hold of a rule removed since took: the call is held all the same."""
-    call.fired.add(rule)
+    if rule not in call.fired:
+        call.fired = (*call.fired, rule)
     machine.driver.agenda.acted[call.call_session_id] = call.episode
     if call.state in TALKING:
         machine.table.held(call.call_session_id, now)

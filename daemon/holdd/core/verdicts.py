@@ -10,7 +10,7 @@ call had simply left Talk, an error when someone must look), `unhold_sent`,
 from __future__ import annotations
 
 from holdd.core.hold_policy import Result, Verdict
-from holdd.core.rules.engine import Decision
+from holdd.core.rules.engine import Decision, Evaluation
 
 #: What an operator should do when a hold was rate limited (docs/errors.md).
 RATE_LIMIT_HINT = (
@@ -98,6 +98,20 @@ def describe_hold(decision: Decision, v: Verdict) -> Line:
     )
 
 
+def describe_evaluation(evaluation: Evaluation, trace: list[dict[str, object]]) -> Line:
+    """The one line of a decision; `trace` as the machine stores it (every
+    rule when nothing acts; the rules actually tried when one does)."""
+    decision = evaluation.decision
+    fields: dict[str, object]
+    if evaluation.error is not None:
+        fields = {"rule": evaluation.rule, "reason": evaluation.error, "trace": trace}
+        return "error", "hold_skipped", fields
+    if decision is None:
+        return "info", "no_rule_matched", {"trace": trace}
+    fields = {"rule": decision.rule.name, "mode": decision.rule.mode.value, "trace": trace}
+    return "info", "rule_matched", fields
+
+
 def describe_unhold(v: Verdict) -> Line:
     if v.result is Result.UNHELD:
         return "info", "unhold_sent", {"attempts": v.attempts}
@@ -107,4 +121,4 @@ def describe_unhold(v: Verdict) -> Line:
     return "error", "unhold_failed", {**fields, "attempts": v.attempts}
 
 
-__all__ = ["RATE_LIMIT_HINT", "describe_hold", "describe_unhold"]
+__all__ = ["RATE_LIMIT_HINT", "describe_evaluation", "describe_hold", "describe_unhold"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
 import structlog
@@ -93,7 +93,8 @@ class Daemon:
         return self.machine.evaluations
 
     @property
-    def outcomes(self) -> dict[int, Outcome]:
+    def outcomes(self) -> Mapping[int, Outcome]:
+        """The latest hold outcomes (the most recent calls only)."""
         return self.machine.outcomes
 
     @property

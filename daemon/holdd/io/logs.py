@@ -101,8 +101,44 @@ _TRACEBACKS = structlog.processors.ExceptionRenderer(
 )
 
 
-def _render_json(_logger: WrappedLogger, _name: str, event: EventDict) -> bytes:
-    return orjson.dumps(event, default=repr)
+def _redact_keys(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """Values under a secret's key name (access_token, password, ...), at
+    any depth of nested dicts, become "***"; lists are not walked (the
+    rendered line is searched for every known secret anyway)."""
+    return _keys_clean(event)
+
+
+def _keys_clean(d: Mapping[Any, Any]) -> dict[Any, Any]:
+    out = {}
+    for key, value in d.items():
+        if value and isinstance(key, str) and key.casefold() in _SECRET_KEYS:
+            value = "***"
+        elif type(value) is dict:
+            value = _keys_clean(value)
+        out[key] = value
+    return out
+
+
+class _RedactingJson:
+    """Render with orjson, then replace every known secret in the line's
+    bytes, raw and JSON-escaped: one substring search per secret, in C,
+    instead of a walk of every value in Python."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        found: set[bytes] = set()
+        for secret in secrets:
+            if len(secret) >= 4:
+                found.add(secret.encode())
+                found.add(orjson.dumps(secret)[1:-1])  # as it stands inside a JSON string
+        # Longest first, so a secret containing another is replaced whole.
+        self._secrets = sorted(found, key=len, reverse=True)
+
+    def __call__(self, logger: WrappedLogger, name: str, event: EventDict) -> bytes:
+        line = orjson.dumps(event, default=repr)
+        for secret in self._secrets:
+            if secret in line:
+                line = line.replace(secret, b"***")
+        return line
 
 
 class _PriorityPrefix:
@@ -190,7 +226,9 @@ def configure(
     ]
     tail: list[Processor]
     tail = (
-        [redact, _ConsoleBytes(_colours(out))] if console else [_TRACEBACKS, redact, _render_json]
+        [redact, _ConsoleBytes(_colours(out))]
+        if console
+        else [_TRACEBACKS, _redact_keys, _RedactingJson(secrets)]
     )
     if prefixed:
         tail[-1] = _PriorityPrefix(tail[-1])

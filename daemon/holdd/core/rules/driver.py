@@ -181,7 +181,8 @@ class RuleDriver:
         """
         rule = decision.rule
         self.agenda.acted[decision.call_session_id] = decision.episode
-        call.fired.add(rule.name)
+        if rule.name not in call.fired:
+            call.fired = (*call.fired, rule.name)
         if rule.cooldown is not None:
             self.agenda.cooldowns.record_cooldown(rule.name, decision.contact, now)
         if decision.unhold_after is None:

@@ -210,7 +210,7 @@ class RuleEngine:
 def _try(
     rule: Rule,
     call: CallView,
-    fired: set[str] | frozenset[str],
+    fired: tuple[str, ...] | frozenset[str],
     now: float,
     started: float,
     cooldowns: CooldownLookup | None,
