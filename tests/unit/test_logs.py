@@ -47,6 +47,21 @@ def test_json_lines_with_bound_call_and_redaction() -> None:
     assert SECRET.encode() not in buf.getvalue()
 
 
+def test_a_secret_that_json_escapes_is_redacted_too() -> None:
+    """The line is searched raw and JSON-escaped: a password with a quote,
+    a backslash or Cyrillic letters is found however orjson wrote it."""
+    odd = 'pa"ss\\wörd-секрет'
+    buf = io.BytesIO()
+    logs.configure(fmt="json", level="info", secrets=[odd], stream=buf)
+    structlog.get_logger("t").info(
+        "hold_failed", error_message=f"bad key {odd}", params={"deep": [{"v": odd}]}
+    )
+    [line] = lines(buf)
+    assert line["error_message"] == "bad key ***"
+    assert line["params"] == {"deep": [{"v": "***"}]}
+    assert odd not in buf.getvalue().decode()
+
+
 def test_stdlib_loggers_come_out_as_the_same_json() -> None:
     buf = io.BytesIO()
     logs.configure(fmt="json", level="info", secrets=[SECRET], stream=buf)
