@@ -184,10 +184,10 @@ async def _e2e(calls: int, paced: int, rounds: int) -> list[e2e.Contender]:
 DAEMON_PARTS = (
     ("daemon.py", "_turn", "the loop: each input fed to the machine, committed, carried out"),
     ("machine.py", "notifications", "the machine: decode result tracked, decided"),
-    ("machine.py", "_evaluated", "recording a rule decision (full trace computed and stored)"),
+    ("machine.py", "_evaluated", "recording a rule decision (trace stored, line logged)"),
     ("engine.py", "compute", "the full trace for that record: every rule tried again"),
     ("daemon.py", "_carry_out", "carrying out a turn: store, logs, metrics, timers, sends"),
-    ("logs.py", "__call__", "secret redaction: every logged value walked"),
+    ("logs.py", "__call__", "a log line rendered, its bytes searched for every secret"),
     ("sqlite.py", "commit", "state store commits (one transaction per loop turn, fsynced)"),
     ("runner.py", "drive_hold", "the hold tasks: the policy and its Call API requests"),
     ("client.py", "_exchange", "their HTTP exchanges (aiohttp)"),

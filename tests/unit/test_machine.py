@@ -580,8 +580,12 @@ def test_virtual_run_holds_what_the_machine_driven_by_hand_holds(tmp_path: Path)
 @pytest.mark.parametrize("source", ["ws", "webhook"])
 def test_the_source_is_logged(tmp_path: Path, source: str) -> None:
     m = machine(tmp_path)
+    m.debug = True  # [log] level = "debug"
     out = m.notifications(decode(raw(1, TALK_STARTED)), source, 1.0)
     assert log(out, "notification_received").fields["source"] == source
+    m.debug = False  # otherwise not even built
+    out = m.notifications(decode(raw(2, TALK_STARTED)), source, 1.0)
+    assert "notification_received" not in events(out)
 
 
 def test_sweep_forgets_cooldowns_older_than_the_longest_cooldown(tmp_path: Path) -> None:

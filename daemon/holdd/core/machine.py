@@ -79,8 +79,15 @@ _CHANGE_EVENTS = {
 
 class Machine:
     def __init__(
-        self, rules: RuleSet, names: Mapping[str, EventKind], *, ended_ttl: float = 600.0
+        self,
+        rules: RuleSet,
+        names: Mapping[str, EventKind],
+        *,
+        ended_ttl: float = 600.0,
+        debug: bool = False,
     ) -> None:
+        #: Also record each notification received (`[log] level = "debug"`).
+        self.debug = debug
         self.names = names
         self.table = CallTable(ended_ttl)
         self.cooldowns = Cooldowns()
@@ -121,14 +128,15 @@ class Machine:
         note_rejected(decoded, source, now, self._drops, self._unknown_names, out)
         for n in decoded.notifications:
             out.count("notification", n.kind.value, "")
-            out.log(
-                "debug",
-                "notification_received",
-                call_session_id=n.call_session_id,
-                kind=n.kind.value,
-                state=n.state,
-                source=source,
-            )
+            if self.debug:
+                out.log(
+                    "debug",
+                    "notification_received",
+                    call_session_id=n.call_session_id,
+                    kind=n.kind.value,
+                    state=n.state,
+                    source=source,
+                )
             for change in self.table.apply(n, now):
                 self._on_change(change, now, out)
         return out

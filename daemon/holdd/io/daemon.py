@@ -62,7 +62,8 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.machine = Machine(rules, event_names(settings.events))
+        debug = settings.log_level == "debug"
+        self.machine = Machine(rules, event_names(settings.events), debug=debug)
         self.store: Store | None = store
         self.stop_timeout = stop_timeout
         self.sweep_every = sweep_every
