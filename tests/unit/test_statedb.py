@@ -358,6 +358,19 @@ def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
+def test_files_left_readable_by_others_are_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with StateDb.open(path) as db:
+        db.commit([put(1, "r", "hold", T0)])
+        # Keep the -wal and -shm around while a second connection looks.
+        files = [p for p in tmp_path.iterdir() if p.name.startswith("state.db")]
+        for p in files:
+            p.chmod(0o644)
+        StateDb.open(path).close()
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+    assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
+
+
 def test_a_newer_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     StateDb.open(path).close()

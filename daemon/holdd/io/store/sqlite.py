@@ -349,6 +349,12 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     # gives the -wal and -shm files the database file's mode.
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     os.close(fd)
+    # A file an older holdd (or an operator) left readable by others is
+    # tightened, with its -wal and -shm: they hold call data and the ledger.
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(FileNotFoundError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
     # isolation_level=None: autocommit; transactions only where we say BEGIN.
     return sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
 
