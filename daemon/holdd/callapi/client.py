@@ -132,6 +132,10 @@ class CallApiClient:
         self.credentials_ok = True
         #: Why `credentials_ok` is False: "<mnemonic>: <hint>".
         self.credentials_problem: str | None = None
+        #: Why the latest exchange got no usable answer (connection refused,
+        #: DNS, TLS, a timeout, HTML or another non-JSON-RPC reply), and since
+        #: when (monotonic); None once the API answers again (/readyz).
+        self.unreachable: tuple[str, float] | None = None
         self.auth: TokenSource
         if isinstance(credentials, LoginPassword):
             self.auth = SessionKeys(
@@ -291,16 +295,20 @@ class CallApiClient:
         except aiohttp.ClientConnectorCertificateError:
             # TLS verification is on (section 1: HTTPS); a bad certificate is
             # not something a retry fixes.
+            self._unreachable("tls: the server's certificate was rejected")
             raise ProtocolError(method, "the server's TLS certificate was rejected") from None
         except aiohttp.ClientConnectorError as exc:
             # No connection was made: the API never saw the request.
             self.stats.not_sent[(method, "connect")] += 1
+            self._unreachable(f"connect: {type(exc).__name__}")
             raise RequestNotSent(method, "connect", type(exc).__name__) from None
         except TimeoutError:
             self.stats.unknown_outcomes[(method, "timeout")] += 1
+            self._unreachable("timeout: no answer in time")
             raise OutcomeUnknown(method, "timeout") from None
         except aiohttp.ClientError as exc:
             self.stats.unknown_outcomes[(method, "connection")] += 1
+            self._unreachable(f"connection: {type(exc).__name__}")
             raise OutcomeUnknown(method, "connection", type(exc).__name__) from None
         finally:
             self._slots.release()
@@ -339,6 +347,10 @@ class CallApiClient:
         """Act on one reply (holdd.callapi.rpc): count and log it, then return or raise."""
         reply = read_reply(method, request_id, status, raw)
         outcome = reply.outcome
+        if isinstance(outcome, Answer | CallApiError):
+            self.unreachable = None  # the API answers (an error is an answer)
+        else:
+            self._unreachable(f"{outcome.reason}: HTTP {status}, no JSON-RPC answer")
         if isinstance(outcome, Answer):
             self._observe(outcome.limits, reply.metadata)
             self.stats.answers[(method, "ok")] += 1
@@ -434,6 +446,10 @@ class CallApiClient:
             credentials=self.auth.kind,
             hint=error.kind.hint,
         )
+
+    def _unreachable(self, why: str) -> None:
+        since = self.unreachable[1] if self.unreachable is not None else self.monotonic()
+        self.unreachable = (why, since)
 
     def _credentials_accepted(self) -> None:
         if self.credentials_ok:

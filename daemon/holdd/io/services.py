@@ -135,6 +135,9 @@ class Services:
             return False, "Call API client not started"
         if not api.credentials_ok:
             return False, api.credentials_problem or "credentials rejected"
+        if api.unreachable is not None:
+            why, since = api.unreachable
+            return False, f"Call API failing for {time.monotonic() - since:.0f} s ({why})"
         return True, "credentials accepted"
 
     # -- notifications in ----------------------------------------------------------------
