@@ -31,9 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -54,34 +52,14 @@ from holdd.callapi.failures import (
 from holdd.callapi.locks import CallLocks
 from holdd.callapi.pacing import Pacing, RateGate
 from holdd.callapi.rpc import read_reply, request_body
+from holdd.callapi.slots import Slots
+from holdd.callapi.stats import ClientStats
 from holdd.config.credentials import LoginPassword, Secret
 from holdd.core.rules.model import ContactMessage
 
 _HEADERS: Final[Mapping[str, str]] = MappingProxyType(
     {"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json"}
 )
-
-
-@dataclass(slots=True)
-class ClientStats:
-    """Counters for /metrics (plain Counters; the exporter reads them)."""
-
-    #: Requests sent, by method.
-    requests: Counter[str] = field(default_factory=Counter)
-    #: Answers by (method, "ok" or the error mnemonic).
-    answers: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: Exchanges with an unknown outcome, by (method, reason).
-    unknown_outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: Requests that never went out, by (method, reason).
-    not_sent: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: Error mnemonics the reference does not list, by (code, mnemonic).
-    unknown_mnemonics: Counter[tuple[int, str]] = field(default_factory=Counter)
-    #: `login.user` calls, by reason ("first", "expiring", "rejected").
-    logins: Counter[str] = field(default_factory=Counter)
-    #: `limit_exceeded` answers, by limit type.
-    rate_limited: Counter[str] = field(default_factory=Counter)
-    #: `list.calls` entries without a usable call_session_id.
-    bad_list_entries: int = 0
 
 
 class CallApiClient:
@@ -118,9 +96,7 @@ class CallApiClient:
         limit = connections or getattr(session.connector, "limit", 0) or 100
         #: At most one exchange per pooled connection: none ever waits in
         #: aiohttp's pool, where its timeout would already be running.
-        self._slots = asyncio.Semaphore(limit)
-        #: Requests waiting for a slot: id -> since when (monotonic).
-        self._waiting: dict[int, float] = {}
+        self._slots = Slots(limit, monotonic)
         self.clock = clock
         self._sleep = sleep
         self._ids = itertools.count(1)
@@ -284,7 +260,11 @@ class CallApiClient:
             await self._sleep(wait)
         request_id = next(self._ids)
         body = request_body(method, request_id, params)
-        await self._take_slot(method, request_id, deadline)
+        try:
+            await self._slots.take(deadline)
+        except TimeoutError:
+            self.stats.not_sent[(method, "queue_timeout")] += 1
+            raise RequestNotSent(method, "queue_timeout", "no free connection") from None
         self.stats.requests[method] += 1
         try:
             async with self.session.post(
@@ -314,34 +294,15 @@ class CallApiClient:
             self._slots.release()
         return self._read(method, request_id, status, raw)
 
-    async def _take_slot(self, method: str, request_id: int, deadline: float | None) -> None:
-        """Wait for a free connection slot, first come first served, no
-        longer than `deadline`: past it the request was never sent."""
-        if not self._slots.locked():
-            await self._slots.acquire()
-            return
-        self._waiting[request_id] = self.monotonic()
-        try:
-            left = None if deadline is None else max(0.0, deadline - self.monotonic())
-            async with asyncio.timeout(left):
-                await self._slots.acquire()
-        except TimeoutError:
-            self.stats.not_sent[(method, "queue_timeout")] += 1
-            raise RequestNotSent(method, "queue_timeout", "no free connection") from None
-        finally:
-            del self._waiting[request_id]
-
     @property
     def queue_depth(self) -> int:
         """Requests waiting for a connection slot now."""
-        return len(self._waiting)
+        return self._slots.depth
 
     @property
     def oldest_wait(self) -> float:
         """How long the longest-waiting request has waited, in seconds."""
-        if not self._waiting:
-            return 0.0
-        return self.monotonic() - min(self._waiting.values())
+        return self._slots.oldest_wait
 
     def _read(self, method: str, request_id: int, status: int, raw: bytes) -> Answer:
         """Act on one reply (holdd.callapi.rpc): count and log it, then return or raise."""

@@ -48,6 +48,7 @@ from holdd.core.records import (
     TraceKind,
 )
 from holdd.core.recovery import orphans, restore_state, settle_claims
+from holdd.core.results import settle_hold, settle_unhold
 from holdd.core.rules.cooldowns import Cooldowns
 from holdd.core.rules.driver import (
     Agenda,
@@ -62,9 +63,9 @@ from holdd.core.rules.driver import (
 )
 from holdd.core.rules.engine import Decision, Evaluation, RuleEngine
 from holdd.core.rules.model import Rule, RuleSet
-from holdd.core.states import TALKING, CallState
+from holdd.core.states import CallState
 from holdd.core.throttle import Throttle
-from holdd.core.verdicts import describe_evaluation, describe_hold, describe_unhold
+from holdd.core.verdicts import describe_evaluation
 
 #: How many calls' latest evaluations and outcomes the machine keeps in memory.
 RECENT = 1000
@@ -187,76 +188,12 @@ class Machine:
     ) -> Commands:
         """What became of a hold; `held_since` when it took earlier than `now`
         (a restart found it held: it took when it was claimed)."""
-        out = Commands()
-        csid = decision.call_session_id
-        rule = decision.rule.name
-        key = (csid, rule, "hold")
-        result = verdict.result
-        recorded = result.value if result is Result.HELD else (verdict.mnemonic or result.value)
-        self.book.finish(key, recorded, now, out.persist)
-        call = self.table.get(csid)
-        level, event, fields = describe_hold(decision, verdict)
-        out.log(level, event, call_session_id=csid, rule=rule, **fields)
-        if result is Result.HELD and call is not None and call.state is not CallState.ENDED:
-            if call.state in TALKING:
-                self.table.held(csid, now)
-            self._commit(call, decision, now if held_since is None else held_since, out)
-        elif result is Result.CALL_GONE and call is not None:
-            # Section 5 call_session_not_found: the session is over.
-            for change in self.table.move(call, CallState.ENDED, now, source="callapi"):
-                self._on_change(change, now, out)
-        out.count("action", "hold", result.value, verdict.mnemonic or "")
-        message = decision.message
-        self._trace(
-            csid,
-            TraceKind.ACTION,
-            {
-                "rule": rule,
-                "action": "hold",
-                "result": result.value,
-                "mnemonic": verdict.mnemonic,
-                "message": {"type": message.type, "value": message.value},
-            },
-            now,
-            out,
-        )
-        self._remember(
-            self.outcomes,
-            csid,
-            Outcome(
-                csid,
-                rule,
-                message,
-                result.value,
-                verdict.mnemonic,
-                verdict.attempts,
-                verdict.confirmed_by,
-            ),
-        )
-        #: Every hold settled, for those counting (bench, tests).
-        self.settled += 1
-        return out
+        return settle_hold(self, decision, verdict, now, held_since)
 
     def unhold_settled(
         self, call_session_id: int, rule: str, verdict: Verdict, now: float
     ) -> Commands:
-        out = Commands()
-        result = verdict.result
-        self.book.finish((call_session_id, rule, "unhold"), result.value, now, out.persist)
-        level, event, fields = describe_unhold(verdict)
-        out.log(level, event, call_session_id=call_session_id, rule=rule, **fields)
-        call = self.table.get(call_session_id)
-        if call is not None:
-            if result is Result.UNHELD:
-                self.table.unheld(call_session_id, now)
-                self._save(call, out)
-            elif result is Result.CALL_GONE:
-                for change in self.table.move(call, CallState.ENDED, now, source="callapi"):
-                    self._on_change(change, now, out)
-        out.count("action", "unhold", result.value, "")
-        payload = {"rule": rule, "action": "unhold", "result": result.value}
-        self._trace(call_session_id, TraceKind.ACTION, payload, now, out)
-        return out
+        return settle_unhold(self, call_session_id, rule, verdict, now)
 
     def claim_refused(self, key: ClaimKey, now: float) -> Commands:
         """The store already held this claim (the call was forgotten here, or

@@ -228,6 +228,7 @@ class Daemon:
         s = self.settings
         self.api = CallApiClient(session, s.callapi_url, s.credentials, s.timeout)
         api = self.api
+        self.metrics.track_callapi(api.stats)
         self.metrics.track_queues(
             self.inputs.qsize, lambda: api.queue_depth, lambda: api.oldest_wait
         )

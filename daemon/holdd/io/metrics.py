@@ -37,12 +37,14 @@ Metric reference (also in docs/operations.md):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from holdd import __version__
+from holdd.callapi.stats import ClientStats
 from holdd.core.states import CallState
 
 #: Stream outages: a blip, a reconnect with backoff, a real outage.
@@ -90,6 +92,70 @@ class _CallsByState(Collector):
         yield GaugeMetricFamily(
             "holdd_calls", "Calls in the call table, by state.", labels=["state"]
         )
+
+
+#: (name, help, labels, the ClientStats field) of every Call API client counter.
+_CALLAPI_COUNTERS = (
+    ("holdd_callapi_requests", "Call API requests sent, by method.", ["method"], "requests"),
+    (
+        "holdd_callapi_answers",
+        "Call API answers by method and result ('ok' or the error mnemonic).",
+        ["method", "result"],
+        "answers",
+    ),
+    (
+        "holdd_callapi_unknown_outcomes",
+        "Call API exchanges whose outcome is unknown (timeout, connection lost, HTTP 5xx).",
+        ["method", "reason"],
+        "unknown_outcomes",
+    ),
+    (
+        "holdd_callapi_not_sent",
+        "Call API requests that never went out (no connection, no slot, rate gate), by reason.",
+        ["method", "reason"],
+        "not_sent",
+    ),
+    (
+        "holdd_callapi_unknown_mnemonics",
+        "Call API error mnemonics the reference does not list, by code and mnemonic.",
+        ["code", "mnemonic"],
+        "unknown_mnemonics",
+    ),
+    ("holdd_callapi_logins", "login.user calls, by reason.", ["reason"], "logins"),
+    (
+        "holdd_callapi_rate_limited",
+        "limit_exceeded answers, by limit type.",
+        ["limit"],
+        "rate_limited",
+    ),
+)
+
+
+class _CallApiCounters(Collector):
+    """The Call API client's counters (callapi/stats.py), read at scrape time."""
+
+    def __init__(self) -> None:
+        self.stats = ClientStats()
+
+    def collect(self) -> Iterable[Metric]:
+        for name, doc, labels, attr in _CALLAPI_COUNTERS:
+            family = CounterMetricFamily(name, doc, labels=labels)
+            counts: Mapping[Any, int] = getattr(self.stats, attr)
+            for key, value in counts.items():
+                values = key if isinstance(key, tuple) else (key,)
+                family.add_metric([str(v) for v in values], value)
+            yield family
+        bad = CounterMetricFamily(
+            "holdd_callapi_bad_list_entries",
+            "list.calls entries without a usable call_session_id.",
+        )
+        bad.add_metric([], self.stats.bad_list_entries)
+        yield bad
+
+    def describe(self) -> Iterable[Metric]:
+        for name, doc, labels, _attr in _CALLAPI_COUNTERS:
+            yield CounterMetricFamily(name, doc, labels=labels)
+        yield CounterMetricFamily("holdd_callapi_bad_list_entries", "")
 
 
 class Metrics:
@@ -181,6 +247,8 @@ class Metrics:
             "Transactions committed to the state store (one per loop turn that changed state).",
             registry=r,
         )
+        self._callapi = _CallApiCounters()
+        r.register(self._callapi)
         self.input_queue = Gauge(
             "holdd_input_queue_depth",
             "Inputs (notifications, results, timers) queued for the daemon's loop.",
@@ -291,6 +359,10 @@ class Metrics:
         self.input_queue.set_function(inputs)
         self.api_queue.set_function(api_waiting)
         self.api_queue_oldest.set_function(api_oldest_wait)
+
+    def track_callapi(self, stats: ClientStats) -> None:
+        """Export the Call API client's counters (`CallApiClient.stats`)."""
+        self._callapi.stats = stats
 
     def track_calls(self, counts: CallCounts) -> None:
         """Report `holdd_calls{state}` from `counts()` (e.g. `CallTable.counts`) at scrape time."""

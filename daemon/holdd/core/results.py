@@ -1,0 +1,96 @@
+"""What the machine does with a request's result (core): the ledger's row
+finished, the call moved, what follows a hold armed, the line an operator
+reads, the counter, the trace. The machine's own steps (core/machine.py),
+in a module of their own."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from holdd.core.commands import Commands, Outcome
+from holdd.core.hold_policy import Result, Verdict
+from holdd.core.records import TraceKind
+from holdd.core.rules.engine import Decision
+from holdd.core.states import TALKING, CallState
+from holdd.core.verdicts import describe_hold, describe_unhold
+
+if TYPE_CHECKING:
+    from holdd.core.machine import Machine
+
+
+def settle_hold(
+    m: Machine, decision: Decision, verdict: Verdict, now: float, held_since: float | None
+) -> Commands:
+    """What became of a hold (Machine.hold_settled)."""
+    out = Commands()
+    csid = decision.call_session_id
+    rule = decision.rule.name
+    key = (csid, rule, "hold")
+    result = verdict.result
+    recorded = result.value if result is Result.HELD else (verdict.mnemonic or result.value)
+    m.book.finish(key, recorded, now, out.persist)
+    call = m.table.get(csid)
+    level, event, fields = describe_hold(decision, verdict)
+    out.log(level, event, call_session_id=csid, rule=rule, **fields)
+    if result is Result.HELD and call is not None and call.state is not CallState.ENDED:
+        if call.state in TALKING:
+            m.table.held(csid, now)
+        m._commit(call, decision, now if held_since is None else held_since, out)
+    elif result is Result.CALL_GONE and call is not None:
+        # Section 5 call_session_not_found: the session is over.
+        for change in m.table.move(call, CallState.ENDED, now, source="callapi"):
+            m._on_change(change, now, out)
+    out.count("action", "hold", result.value, verdict.mnemonic or "")
+    message = decision.message
+    m._trace(
+        csid,
+        TraceKind.ACTION,
+        {
+            "rule": rule,
+            "action": "hold",
+            "result": result.value,
+            "mnemonic": verdict.mnemonic,
+            "message": {"type": message.type, "value": message.value},
+        },
+        now,
+        out,
+    )
+    m._remember(
+        m.outcomes,
+        csid,
+        Outcome(
+            csid,
+            rule,
+            message,
+            result.value,
+            verdict.mnemonic,
+            verdict.attempts,
+            verdict.confirmed_by,
+        ),
+    )
+    #: Every hold settled, for those counting (bench, tests).
+    m.settled += 1
+    return out
+
+
+def settle_unhold(
+    m: Machine, call_session_id: int, rule: str, verdict: Verdict, now: float
+) -> Commands:
+    """What became of an unhold (Machine.unhold_settled)."""
+    out = Commands()
+    result = verdict.result
+    m.book.finish((call_session_id, rule, "unhold"), result.value, now, out.persist)
+    level, event, fields = describe_unhold(verdict)
+    out.log(level, event, call_session_id=call_session_id, rule=rule, **fields)
+    call = m.table.get(call_session_id)
+    if call is not None:
+        if result is Result.UNHELD:
+            m.table.unheld(call_session_id, now)
+            m._save(call, out)
+        elif result is Result.CALL_GONE:
+            for change in m.table.move(call, CallState.ENDED, now, source="callapi"):
+                m._on_change(change, now, out)
+    out.count("action", "unhold", result.value, "")
+    payload = {"rule": rule, "action": "unhold", "result": result.value}
+    m._trace(call_session_id, TraceKind.ACTION, payload, now, out)
+    return out
