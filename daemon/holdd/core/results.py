@@ -27,9 +27,29 @@ def settle_hold(
     rule = decision.rule.name
     key = (csid, rule, "hold")
     result = verdict.result
+    call = m.table.get(csid)
+    claim = m.book.open.get(key)
+    if claim is not None and call is not None and call.state in TALKING and transient(verdict):
+        # Nothing is given up while the call talks: the claim stays open, and
+        # the next `list.calls` settles it as after a crash (core/recovery.py):
+        # held if an attempt took, released and sent again if the call talks.
+        m.unsettled.append(claim)
+        reason = verdict.reason or verdict.mnemonic or result.value
+        out.log(
+            "warning",
+            "hold_parked",
+            call_session_id=csid,
+            rule=rule,
+            result=result.value,
+            reason=reason,
+            attempts=verdict.attempts,
+            hint="the Call API did not take the hold; the next list.calls settles it:"
+            " found held, or sent again while the call talks",
+        )
+        out.count("action", "hold", "parked", verdict.mnemonic or "")
+        return out
     recorded = result.value if result is Result.HELD else (verdict.mnemonic or result.value)
     m.book.finish(key, recorded, now, out.persist)
-    call = m.table.get(csid)
     level, event, fields = describe_hold(decision, verdict)
     out.log(level, event, call_session_id=csid, rule=rule, **fields)
     if result is Result.HELD and call is not None and call.state is not CallState.ENDED:
@@ -71,6 +91,19 @@ def settle_hold(
     #: Every hold settled, for those counting (bench, tests).
     m.settled += 1
     return out
+
+
+def transient(verdict: Verdict) -> bool:
+    """A result the API's return may change: no answer, an unknown outcome, a
+    server fault or the rate limit outlasting the action's deadline. Final:
+    held, the call gone or out of Talk, a refusal of the request itself."""
+    if verdict.result in (Result.UNKNOWN, Result.RATE_LIMITED):
+        return True
+    if verdict.result is not Result.FAILED:
+        return False
+    if verdict.error is not None:
+        return verdict.error.get("policy") in ("retry", "rate-limit")
+    return verdict.reason not in (None, "success_not_true", "crashed")
 
 
 def settle_unhold(

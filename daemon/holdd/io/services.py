@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import heapq
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -29,6 +29,15 @@ if TYPE_CHECKING:
     from holdd.io.daemon import Daemon
 
 
+def _parked_backoff() -> Iterator[float]:
+    """How soon to list the calls again while holds are parked: 1 s, then
+    doubling to 30 s (whatever [notify] resync_interval says)."""
+    delay = 1.0
+    while True:
+        yield delay
+        delay = min(delay * 2, 30.0)
+
+
 class Services:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
@@ -44,6 +53,7 @@ class Services:
         self._armed: dict[tuple[TimerKind, int], Timer] = {}
         self._seq = 0
         self._timers_changed = asyncio.Event()
+        self._parked_delays = _parked_backoff()
 
     # -- the whole set ---------------------------------------------------------------
 
@@ -198,13 +208,22 @@ class Services:
                 active = await d.api.list_calls()
             except CallApiFailure as exc:
                 delay = next(failures)
+                if d.machine.unsettled:
+                    delay = min(delay, 5.0)  # parked holds: notice the API's return soon
                 d.log.warning("resync_failed", error=str(exc), retry_in=round(delay, 3))
                 await self._pause(delay)
                 continue
             failures = full_jitter(1.0, 60.0)
             await d.submit(Snapshot(active, taken_at))
+            wait = d.settings.resync_interval or None
+            if d.machine.unsettled:
+                # Holds parked while the API failed: look again soon.
+                parked = next(self._parked_delays)
+                wait = parked if wait is None else min(wait, parked)
+            else:
+                self._parked_delays = _parked_backoff()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(d.settings.resync_interval or None):
+                async with asyncio.timeout(wait):
                     await self.resync_wanted.wait()
 
     async def _pause(self, delay: float) -> None:
