@@ -48,7 +48,7 @@ def describe_hold(decision: Decision, v: Verdict) -> Line:
                 "mnemonic": v.mnemonic,
                 "attempts": v.attempts,
                 "hint": "whether the call was put on hold could not be found out before"
-                " [callapi] action_deadline; holdd will not send it again",
+                " [callapi] action_deadline, and the call is no longer known to be talking",
             },
         )
     if v.result is Result.NOT_IN_TALK:
