@@ -1,4 +1,4 @@
-"""Credentials (uis-call-api.md section 2): session keys from login.user,
+"""Credentials (docs/callapi.md section 2): session keys from login.user,
 renewed before expire_at and when rejected; a rejected permanent key is one
 alert, never a loop; no password, key or session key in any log line."""
 

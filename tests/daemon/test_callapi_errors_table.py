@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("captured")]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 
-#: Copied from uis-call-api.md: section 5 common errors (both -32099 spellings
+#: Copied from docs/callapi.md: section 5 common errors (both -32099 spellings
 #: of section 1), section 5 "also seen in per-method lists", section 3.2
 #: hold.call (section 3.3 unhold.call adds invalid_state only).
 REFERENCE = {

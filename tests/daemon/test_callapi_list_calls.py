@@ -1,4 +1,4 @@
-"""`list.calls` (uis-call-api.md section 3.4): both start_time formats, RU and
+"""`list.calls` (docs/callapi.md section 3.4): both start_time formats, RU and
 EN leg states, the session state derived from the legs, notification fields."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A rule the account cannot play (uis-call-api.md section 3.2 errors): one
+"""A rule the account cannot play (docs/callapi.md section 3.2 errors): one
 request, no retry, one ERROR line naming the rule with a hint, a counter."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Points per minute and per day (uis-call-api.md section 6): the client waits
+"""Points per minute and per day (docs/callapi.md section 6): the client waits
 out `limit_exceeded`, slows down before the budget runs out, and never waits
 past an action's deadline."""
 

@@ -1,4 +1,4 @@
-"""A deprecated API version (uis-call-api.md section 1): one WARNING per run,
+"""A deprecated API version (docs/callapi.md section 1): one WARNING per run,
 in either spelling of the flag."""
 
 from __future__ import annotations

@@ -69,3 +69,28 @@ async def test_a_store_that_cannot_be_written_sends_nothing_and_stops(
             assert await task == 0
     assert hold_calls(sim) == [csid]
     assert again.outcomes[csid].result == "held"
+
+
+async def test_a_state_database_deleted_under_the_daemon_stops_it_with_78(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Not a write to an unlinked file, nor a restart on an empty ledger that
+    could act on calls again: a clear error, exit 78 (no restart loop)."""
+    settings = load_settings(write_config(tmp_path, config_text(sim), MEDIA_RULE))
+    buf = io.BytesIO()
+    logs.configure(fmt="json", level="info", secrets=settings.secrets, stream=buf)
+    daemon = Daemon(settings, load_rules(settings.rule_files))
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    await ready(daemon, sim)
+    for path in settings.state_path.parent.glob(settings.state_path.name + "*"):
+        path.unlink()
+    csid = await sim.start_call(direction="in", contact_phone_number="79260000302")
+    await sim.answer(csid)
+    async with asyncio.timeout(15):
+        code = await task
+    assert code == 78
+    assert hold_calls(sim) == []
+    events = [orjson.loads(line) for line in buf.getvalue().splitlines()]
+    [replaced] = [e for e in events if e["event"] == "state_replaced"]
+    assert replaced["level"] == "error" and "deleted or replaced" in replaced["error"]
+    assert str(settings.state_path) in replaced["error"]

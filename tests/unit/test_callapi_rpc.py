@@ -1,5 +1,5 @@
 """The sans-I/O JSON-RPC part (holdd.callapi.rpc): bytes and a status in, an
-outcome out, with no server and no event loop (uis-call-api.md section 1)."""
+outcome out, with no server and no event loop (docs/callapi.md section 1)."""
 
 from __future__ import annotations
 
@@ -77,3 +77,22 @@ def test_a_body_that_is_no_json_rpc_answer_goes_by_the_status(
     assert not isinstance(outcome, CallApiError)
     assert isinstance(outcome, OutcomeUnknown)
     assert outcome.reason == reason
+
+
+@pytest.mark.parametrize("body", ["result", "error"])
+def test_an_answer_to_another_request_is_a_protocol_error(body: str) -> None:
+    payload: dict[str, object] = (
+        {"result": {"data": {"success": True}}}
+        if body == "result"
+        else {"error": {"code": -32004, "message": "x", "data": {"mnemonic": "invalid_state"}}}
+    )
+    raw = orjson.dumps({"jsonrpc": "2.0", "id": 4, **payload})
+    outcome = read_reply("hold.call", 3, 200, raw).outcome
+    assert type(outcome) is ProtocolError
+    assert "answer id '4' is not 3" in outcome.reason
+
+
+def test_an_error_with_a_null_id_is_still_read() -> None:
+    error = {"code": -32700, "message": "Parse error", "data": {"mnemonic": "parse_error"}}
+    raw = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": error})
+    assert isinstance(read_reply("hold.call", 3, 200, raw).outcome, CallApiError)

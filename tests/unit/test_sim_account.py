@@ -1,7 +1,7 @@
 """SimAccount, the simulator's core: the Call API answers, checked value by value.
 
 Plain functions, no event loop: request bytes and a `now` in, responses out.
-Section numbers (§N) are those of reference/uis-call-api.md.
+Section numbers (§N) are those of reference/docs/callapi.md.
 """
 
 from __future__ import annotations

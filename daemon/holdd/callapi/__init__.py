@@ -1,6 +1,6 @@
 """The Call API v4.0 (JSON-RPC 2.0): what holdd sends and what it makes of the answers.
 
-Modules, from the core out (uis-call-api.md is the reference they cite):
+Modules, from the core out (docs/callapi.md is the reference they cite):
 
 * `errors`: every error mnemonic, its `Policy` and operator hint;
 * `failures`: the exceptions a request can end in, typed by that policy;

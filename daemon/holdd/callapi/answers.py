@@ -1,7 +1,7 @@
 """What a Call API answer holds: its data, its limits, and `list.calls` sessions (core).
 
 `Answer` is a successful JSON-RPC result with the `metadata.limits` read from
-it (uis-call-api.md section 6); `ActiveCall` and `Leg` are the items of a
+it (docs/callapi.md section 6); `ActiveCall` and `Leg` are the items of a
 `list.calls` result (section 3.4), with the session's state derived from
 the legs' localised state texts.
 """

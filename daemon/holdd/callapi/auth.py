@@ -1,6 +1,6 @@
 """Call API credentials: a permanent key, or session keys from `login.user` (shell).
 
-uis-call-api.md section 2 knows two kinds of `access_token`:
+docs/callapi.md section 2 knows two kinds of `access_token`:
 
 * a permanent key («Доступ по ключу»): sent as it is; nothing can renew it, so
   when the API rejects it (-32001) a human has to act (`PermanentKey`);

@@ -1,7 +1,7 @@
 """Call API v4.0 client: JSON-RPC 2.0 over one pooled aiohttp session (shell).
 
 Every request is one JSON-RPC object POSTed to the versioned URL with
-`access_token` inside `params` (uis-call-api.md section 1). What the client
+`access_token` inside `params` (docs/callapi.md section 1). What the client
 does for every request, so that its callers do not have to:
 
 * **Errors** are typed by `code` + `data.mnemonic` (section 5,
@@ -66,7 +66,7 @@ class CallApiClient:
     """One client for the life of the daemon; the aiohttp session is the caller's.
 
     `credentials` is a permanent key (`Secret`) or `LoginPassword` for
-    `login.user` session keys (holdd.config.settings, uis-call-api.md section 2).
+    `login.user` session keys (holdd.config.settings, docs/callapi.md section 2).
     `timeout` bounds one HTTP exchange: connect, send and receive, never
     the wait for a connection. Requests take one of `connections` slots
     (the pool's size: the session's connector limit by default) in the

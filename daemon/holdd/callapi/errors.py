@@ -1,7 +1,7 @@
 """What every Call API error means: the mnemonic table and its policies (core).
 
 Errors are typed by `code` + `data.mnemonic`, never by message text, because
-the texts differ between the UIS, CoMagic and CallGear docs (uis-call-api.md
+the texts differ between the UIS, CoMagic and CallGear docs (docs/callapi.md
 section 5). `ERROR_KINDS` classifies every mnemonic of the reference into a
 `Policy` with an operator hint; docs/errors.md is the same table for humans,
 and tests/daemon/test_callapi_errors_table.py keeps the two in agreement. An unknown

@@ -4,7 +4,7 @@
 (holdd.callapi.errors); `OutcomeUnknown` is an exchange without one, with
 `RequestNotSent` (certainly not applied) and `ProtocolError` (not the Call
 API answering) below it. `make_error` turns an `error` member into the
-typed exception (uis-call-api.md section 1, Error shape).
+typed exception (docs/callapi.md section 1, Error shape).
 """
 
 from __future__ import annotations

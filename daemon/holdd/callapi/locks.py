@@ -1,7 +1,7 @@
 """Per-call locks: never two Call API requests in flight for one call (shell).
 
 `hold.call` and `unhold.call` for the same `call_session_id` must not race
-(uis-call-api.md sections 3.2 and 3.3: each is valid in one call state only), so the client
+(docs/callapi.md sections 3.2 and 3.3: each is valid in one call state only), so the client
 takes the call's lock around the whole request, re-login included.
 """
 

@@ -1,7 +1,7 @@
 """When the next Call API request may go out: the account's point budget (core).
 
 `Pacing` is the policy, `RateGate` the schedule it drives from the
-`metadata.limits` of every answer and from `limit_exceeded` (uis-call-api.md
+`metadata.limits` of every answer and from `limit_exceeded` (docs/callapi.md
 section 6). The gate only computes start times from an injected monotonic
 clock; the client does the waiting.
 """

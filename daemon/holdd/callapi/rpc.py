@@ -1,6 +1,6 @@
 """The JSON-RPC 2.0 envelope of the Call API, without I/O (core).
 
-`request_body` builds what the client POSTs (uis-call-api.md section 1: one
+`request_body` builds what the client POSTs (docs/callapi.md section 1: one
 request object, `access_token` inside `params`); `read_reply` turns what came
 back (the HTTP status and the raw body) into an `Answer` or the failure it
 stands for. The client (holdd.callapi.client) does the exchange, the waiting
@@ -47,6 +47,13 @@ def read_reply(method: str, request_id: int, status: int, raw: bytes) -> Reply:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
         doc = None
+    # An answer to another request (a proxy mixing up connections, a replay)
+    # says nothing about this one. `null` is allowed: an error to a request
+    # the server could not parse far enough to read its id.
+    if isinstance(doc, dict) and doc.get("id") is not None and doc.get("id") != request_id:
+        return Reply(
+            ProtocolError(method, f"answer id {str(doc.get('id'))[:40]!r} is not {request_id}")
+        )
     # Section 1: a JSON-RPC error body may come with any HTTP status.
     if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
         error = doc["error"]

@@ -6,7 +6,7 @@ One notification per event type holdd uses, each with its name (the one the
 config maps in `[notify] events`, else a name holdd knows by default), event
 type, method, URL and body template. The body is JSON with every notification
 variable holdd reads, placeholders unquoted (UIS substitutes JSON literals:
-strings arrive quoted, numbers bare, uis-call-api.md section 8.2), and the
+strings arrive quoted, numbers bare, docs/callapi.md section 8.2), and the
 webhook's shared secret as a static key. docs/uis.md walks through the rest.
 """
 

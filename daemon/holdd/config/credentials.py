@@ -6,7 +6,7 @@ Secrets (the access token, the `login.user` password) are held in `Secret`,
 whose repr never shows the value, so a settings object can be logged or
 printed without leaking it.
 
-`[callapi]` credentials are one of the two kinds of uis-call-api.md section 2:
+`[callapi]` credentials are one of the two kinds of docs/callapi.md section 2:
 a permanent key (`access_token`, `access_token_file`, or the systemd credential
 `$CREDENTIALS_DIRECTORY/access_token`), or `login` plus a password
 (`password`, `password_file`, or `$CREDENTIALS_DIRECTORY/password`) for

@@ -11,7 +11,8 @@ every call.
 Loading runs in two passes over all files: first every `[schedule.NAME]` (a
 rule may use a schedule defined in another file), then every `[[rule]]`.
 Either the whole set loads or `ConfigError` lists every problem of every
-file; the daemon keeps its previous rule set in that case (spec section 5).
+file; the daemon keeps its previous rule set in that case
+(docs/operations.md section 5).
 
 The tables' keys and types are config/rule_schema.py; the conditions and hold
 actions of each rule (and the `@file:` lists) are built by config/conditions.py.

@@ -1,5 +1,5 @@
 """The call table: one record per `call_session_id`, moved along the call state
-diagram of uis-call-api.md section 4 (core).
+diagram of docs/callapi.md section 4 (core).
 
 `CallTable.apply` takes a notification and the current time and returns the
 changes the rest of the daemon cares about. Entering TALK is reported once per
@@ -219,7 +219,7 @@ class CallTable:
     def reconcile(
         self, snapshot: Iterable[ActiveSession], taken_at: float, now: float
     ) -> list[CallChange]:
-        """Bring the table in line with `list.calls` (resync, holdd-spec section 4).
+        """Bring the table in line with `list.calls` (resync, docs/callapi.md section 3).
 
         `snapshot` is every active session the API listed, asked for at
         `taken_at`. A call the API lists and we did not know is added in its

@@ -2,7 +2,7 @@
 
 Both transports (websocket and webhook) hand their text here. A message is one
 JSON object, an array of them, or an object that wraps its payload under
-`params`, `data` or `args` (holdd-spec.md section 4). Nothing in this module
+`params`, `data` or `args` (docs/uis.md). Nothing in this module
 raises on bad input: every rejection is a `Rejection` with a stable reason,
 so the shell can count it, log it once and keep serving.
 """
@@ -42,7 +42,7 @@ class RejectReason(StrEnum):
     BAD_STATE = "bad_state"
 
 
-#: holdd-spec.md section 4: the default names of each kind, matched without case.
+#: The default names of each kind (docs/uis.md), matched without case.
 DEFAULT_EVENT_NAMES: Mapping[str, EventKind] = {
     "начало разговора": EventKind.TALK_STARTED,
     "talk started": EventKind.TALK_STARTED,
@@ -317,7 +317,7 @@ def _unwrap(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unquote(value: object) -> object:
-    """Undo UIS template quirks (uis-call-api.md section 8.2).
+    """Undo UIS template quirks (docs/callapi.md section 8.2).
 
     A placeholder wrapped in quotes arrives as `"\\"value\\""`; one the event
     type does not have stays as the literal `{{var}}`, which means "no value".

@@ -5,7 +5,7 @@ came back; the policy never touches the network or a clock of its own (`now`
 is an argument, monotonic seconds). Steps: `Send` a request, `LookUp` the
 call with `list.calls`, `Sleep` before either, or `Done` with a `Verdict`.
 
-The rules (holdd-spec.md section 6, docs/errors.md); every wait is bounded by
+The rules (docs/errors.md); every wait is bounded by
 the action's deadline:
 
 * success -> held.

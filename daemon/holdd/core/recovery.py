@@ -1,6 +1,6 @@
 """Settling the claims a crash left without a result (core).
 
-Before anything is sent again (holdd-spec.md section 6), the first
+Before anything is sent again (docs/architecture.md, docs/operations.md section 8), the first
 `list.calls` after a start says what each unfinished request did:
 
 * a hold, and the call is on hold: it took. The same `hold_settled` path as

@@ -1,6 +1,6 @@
 """Call states of the Call API's state diagram (core).
 
-The names are those of the diagram in uis-call-api.md section 4. The API never
+The names are those of the diagram in docs/callapi.md section 4. The API never
 returns them: holdd infers them from notifications and from the localised
 `legs[].state` texts of `list.calls` (section 3.4), mapped here.
 """

@@ -37,7 +37,7 @@ from holdd.io.notify import NotifyListener
 from holdd.io.runner import Runner
 from holdd.io.services import Services
 from holdd.io.store.base import Store
-from holdd.io.store.sqlite import StateDb, StateDbError
+from holdd.io.store.sqlite import StateDb, StateDbError, StateDbReplaced
 from holdd.io.webhook import WebhookReceiver
 
 #: sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop.
@@ -317,7 +317,7 @@ class Daemon:
     async def _carry_out(self, out: Commands) -> None:
         """The store first; nothing is sent before its claim is durable."""
         refused: set[tuple[int, str, str]] = set()
-        if self._exit_code == EX_TEMPFAIL:
+        if self._exit_code in (EX_TEMPFAIL, EX_CONFIG):
             return  # the store failed: nothing more is carried out before the stop
         if out.persist and self.store is not None:
             try:
@@ -350,6 +350,18 @@ class Daemon:
         goes out without its durable claim. The machine is now ahead of the
         store, so the daemon stops (EX_TEMPFAIL); the next start recovers from
         what the store holds and resyncs with `list.calls`."""
+        if isinstance(exc, StateDbReplaced):
+            # Someone deleted or swapped the file: a restart on an empty ledger
+            # could act on calls again, so a person must look (no restart).
+            self.log.error(
+                "state_replaced",
+                error=str(exc),
+                requests_not_sent=len(out.sends),
+                hint="restore the state database, or remove the new one, then start holdd",
+            )
+            self._exit_code = EX_CONFIG
+            self.request_stop("state_replaced")
+            return
         self.log.error(
             "state_write_failed",
             error=str(exc),

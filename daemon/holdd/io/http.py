@@ -1,5 +1,5 @@
 """The operator's HTTP endpoints on `[http] listen` (shell): GET /healthz,
-/readyz and /metrics (spec section 7; ecosystem.md section 6).
+/readyz and /metrics (docs/operations.md section 7).
 
 - `/healthz` is liveness: it is answered by the event loop itself, so a 200
   means the process and its loop are alive (a blocked loop answers nothing).

@@ -1,7 +1,7 @@
 """Logging: one JSON object per line on stdout, or a console rendering on a
 TTY (shell).
 
-structlog's production recipe (ecosystem.md section 2): contextvars first, so a
+structlog's production recipe: contextvars first, so a
 task that bound `call_session_id` and `rule` has them on every line; an ISO
 UTC `timestamp`; structured tracebacks; orjson bytes. The stdlib loggers of
 aiohttp and websockets go through the same chain, so every line on stdout is
@@ -9,7 +9,7 @@ the same shape. A redaction step replaces every configured secret wherever it
 appears, and the values of secret-named keys, before anything is rendered.
 
 When stdout is the journal (`$JOURNAL_STREAM` names the device and inode of
-the file descriptor we write to; ecosystem.md section 1.8) every line starts
+the file descriptor we write to; docs/operations.md section 6) every line starts
 with its syslog priority, `<3>{...}` for an error: journald strips the prefix
 and stores it as PRIORITY (SyslogLevelPrefix=yes, the default), so
 `journalctl -p err -u holdd` works and `journalctl -o cat` still shows plain
@@ -80,7 +80,10 @@ _PRIORITIES = {
 
 
 def on_journal(stream: object, environ: Mapping[str, str] | None = None) -> bool:
-    """True when `stream` is the journal's stdout/stderr connection (section 1.8)."""
+    """True when `stream` is the journal's stdout/stderr connection.
+
+    See docs/operations.md section 6.
+    """
     expected = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
     if not expected:
         return False

@@ -3,7 +3,7 @@
 Everything lives in one `Metrics` object that owns its own
 `CollectorRegistry`: no process-global registry, so tests, the demo and a
 reload each get fresh counters, and nothing is registered at import time. The
-metrics are those of spec section 7 and ecosystem.md section 6; names start
+metrics are those of docs/operations.md section 7; names start
 with `holdd_`, units are seconds, counters end in `_total` (added by the
 client library).
 

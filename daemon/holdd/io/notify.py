@@ -3,7 +3,7 @@ reconnects forever (shell).
 
 The websockets library resets its own backoff after every successful
 handshake, so a server that accepts and closes at once would be hammered
-(ecosystem.md section 3.3). This listener keeps its own count of failures:
+in a tight reconnect loop. This listener keeps its own count of failures:
 a session shorter than `healthy_after` counts as one, and the next attempt
 waits a full-jitter delay that grows with the count.
 """

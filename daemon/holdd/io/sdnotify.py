@@ -1,8 +1,7 @@
 """sd_notify without a dependency: readiness, reload, stop, status and the
 watchdog for systemd `Type=notify` (shell).
 
-The protocol (ecosystem.md section 1.2; systemd's own
-`man/notify-selfcontained-example.py`) is one AF_UNIX datagram of
+The protocol (systemd's sd_notify(3)) is one AF_UNIX datagram of
 newline-separated `KEY=VALUE` lines sent to `$NOTIFY_SOCKET`; an address
 starting with `@` is a Linux abstract socket. Outside systemd there is no
 `$NOTIFY_SOCKET` and every call is a no-op returning False, so the daemon
@@ -12,7 +11,7 @@ not take the daemon down.
 The environment is read on every call (no module-level state); each function
 takes an optional `environ` so tests and callers can pass their own.
 
-The watchdog (section 1.3) proves that the *event loop* runs: `watchdog_loop`
+The watchdog (docs/operations.md section 4) proves that the *event loop* runs: `watchdog_loop`
 is a task on the loop that pings at half of `WATCHDOG_USEC`, so a loop blocked
 for longer than `WatchdogSec=` stops the pings and systemd aborts and restarts
 the service. It deliberately does not look at the notification stream or the
@@ -77,7 +76,7 @@ def monotonic_usec() -> int:
 
 
 def ready(status: str | None = None, *, environ: Mapping[str, str] | None = None) -> bool:
-    """Start-up (or a reload) is complete (section 1.1)."""
+    """Start-up (or a reload) is complete: READY=1."""
     return notify(*_with_status(["READY=1"], status), environ=environ)
 
 
@@ -85,14 +84,14 @@ def reloading(status: str | None = None, *, environ: Mapping[str, str] | None = 
     """A reload began; send `ready()` when it is done.
 
     MONOTONIC_USEC is required by Type=notify-reload (systemd >= 253) to tie
-    the message to the reload request; harmless on older systemd (section 1.4).
+    the message to the reload request; harmless on older systemd.
     """
     fields = ["RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}"]
     return notify(*_with_status(fields, status), environ=environ)
 
 
 def stopping(status: str | None = None, *, environ: Mapping[str, str] | None = None) -> bool:
-    """Shutdown began (section 1.1)."""
+    """Shutdown began: STOPPING=1."""
     return notify(*_with_status(["STOPPING=1"], status), environ=environ)
 
 
@@ -124,10 +123,10 @@ async def watchdog_loop(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Ping WATCHDOG=1 from the event loop every half `WatchdogSec=` until
-    cancelled (section 1.3: ping at half the interval). Returns at once when
+    cancelled (sd_watchdog_enabled(3): ping at half the interval). Returns at once when
     the watchdog is off. Run it in the daemon's TaskGroup.
 
-    `sleep` is injectable, like every delay of the shell (house-style.md).
+    `sleep` is injectable, like every delay of the shell, so tests need not wait.
     """
     interval = watchdog_interval(environ)
     if interval is None:

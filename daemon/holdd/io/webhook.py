@@ -1,7 +1,7 @@
 """The webhook receiver: UIS's notification server POSTs (or GETs) its
 rendered template here (shell).
 
-UIS renders a user-written template (uis-call-api.md section 8.2): JSON with
+UIS renders a user-written template (docs/callapi.md section 8.2): JSON with
 `{{var}}` placeholders, a form body, or a query string. The receiver accepts
 all three, checks the shared secret in constant time (body key `secret`,
 header `X-Holdd-Secret`, or query `secret`), answers at once and queues the

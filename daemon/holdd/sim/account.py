@@ -1,7 +1,7 @@
 """The simulated account behind the built-in simulator (core: no I/O, no clock).
 
 `SimAccount` is a sans-I/O model of one UIS / CoMagic / CallGear account as the
-Call API v4.0 shows it (reference `uis-call-api.md`, cited below as §N): its
+Call API v4.0 shows it (`docs/callapi.md`, cited below as §N): its
 active call sessions (holdd.sim.switchboard), its access tokens, its media
 files and its point limits (holdd.sim.points). It is fed request bodies and
 the current time, and answers with the JSON-RPC response the real Call API

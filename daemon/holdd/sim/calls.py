@@ -3,7 +3,7 @@
 `CallSpec` is what a call is started with (checked field by field, so the
 control API can answer a bad field with a 400); `SimCall` is the session
 with its legs and what the API did to it. Section numbers (§N) are those of
-reference/uis-call-api.md.
+docs/callapi.md.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ were armed, one per request):
 * `fail_next(n, mnemonic)`: answer with that JSON-RPC error; the account
   never sees the request. Error objects are built with
   `holdd.sim.rpc.error_object` and carry `metadata.limits` exactly where
-  the account would add them (uis-call-api.md section 6).
+  the account would add them (docs/callapi.md section 6).
 * `http_500(n, after_apply)`: an HTML 500 page instead of an answer, before
   the account sees the request or after it has applied it.
 * `delay(seconds, n)`: answer late (the request is applied after the delay,

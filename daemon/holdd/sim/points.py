@@ -1,6 +1,6 @@
 """The simulated account's Call API points per minute and per day (core: no clock).
 
-Every successful request costs 1 point (uis-call-api.md §6, the old CoMagic
+Every successful request costs 1 point (docs/callapi.md §6, the old CoMagic
 page); the minute and day windows are whole UTC minutes and UTC days. The
 budget is told `now` on every use and answers with `metadata.limits` or a
 `limit_exceeded` RpcError.

@@ -1,7 +1,7 @@
 """The Call API's JSON-RPC surface as the simulator answers it (core: no I/O).
 
 What a request must look like and what an error looks like: the documented
-error table (uis-call-api.md §5, §3.2), the parameter schemas of the six
+error table (docs/callapi.md §5, §3.2), the parameter schemas of the six
 simulated methods (§2, §3.2-§3.5) and their checks in the documented order,
 the request envelope (§1), and `RecordedRequest`, one line of the request log.
 """

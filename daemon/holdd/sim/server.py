@@ -2,7 +2,7 @@
 
 `Simulator` serves one `SimAccount` (holdd.sim.account) over HTTP:
 
-* `POST /v4.0`: the Call API, JSON-RPC 2.0 (reference `uis-call-api.md` §1).
+* `POST /v4.0`: the Call API, JSON-RPC 2.0 (`docs/callapi.md` §1).
   Any other HTTP method answers 405 (§1: "Always use the POST method").
 * `GET /notify`: a websocket; every notification (§8.3 variables) goes to every
   connected client as one JSON text message. UIS itself only has HTTP webhooks
@@ -210,8 +210,10 @@ class Simulator:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         if self._close_on_accept is not None:
-            # A server that accepts the handshake and closes at once (the
-            # reconnect trap of ecosystem.md section 3.3).
+            # A server that accepts the handshake and closes at once: the
+            # websockets client resets its backoff after every successful
+            # handshake, so a naive client reconnects in a tight loop
+            # (holdd.io.notify counts such short sessions and backs off).
             await ws.close(code=self._close_on_accept, message=b"try again later")
             return ws
         self._clients.add(ws)

@@ -2,7 +2,7 @@
 
 The control side of a call (a caller dials in, the operator answers, someone
 hangs up) is driven with `start_call`, `answer`, `finish_talk` and `end_call`;
-each moves the call along the state diagram (uis-call-api.md §4) and returns
+each moves the call along the state diagram (docs/callapi.md §4) and returns
 the notifications (§8.3) that UIS would send for it. A call ended by the API
 (`release.call`) queues its notifications for `drain_notifications()`.
 """

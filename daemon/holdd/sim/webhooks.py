@@ -1,7 +1,7 @@
 """How UIS's notification server renders an HTTP notification (core).
 
 An operator writes a body template with `{{variable}}` placeholders
-(uis-call-api.md section 8.2). UIS replaces each placeholder by the JSON
+(docs/callapi.md section 8.2). UIS replaces each placeholder by the JSON
 literal of the variable (strings quoted, numbers bare, missing values null);
 a placeholder the event type does not have stays as written. An operator who
 wraps a placeholder in quotes therefore gets doubled quotes (`""Иван""`).

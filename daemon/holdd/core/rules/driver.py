@@ -16,7 +16,7 @@ Effects: `Hold` (send hold.call now, or log would_hold for a shadow rule),
 `NoHold` (no rule can act; the evaluation says why), `Unhold` (send
 unhold.call now), `Cancelled` (disarm `timer`: the call left TALK or ended).
 
-Rules (holdd-spec.md section 5): at most one rule acts per Talk episode; a rule
+Rules (docs/rules.md section 2): at most one rule acts per Talk episode; a rule
 that is pending acts only if the call is still in the same Talk episode and in
 TALK at `due_at`, and the rules are evaluated again then (so a schedule or
 cooldown is judged at the moment of acting); `unhold_after` counts from the

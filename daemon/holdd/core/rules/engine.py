@@ -1,7 +1,7 @@
 """The rule engine (core): a call in Talk -> at most one decision, with a trace
 of every rule tried.
 
-Semantics (holdd-spec.md section 5): rules are tried by priority, then file
+Semantics (docs/rules.md section 2): rules are tried by priority, then file
 order; the first that can act is the decision. A rule can act when it has not
 fired on this call before, every `[rule.match]` key holds, no `[rule.unless]`
 key holds, and its cooldown for the caller has run out. Conditions on time

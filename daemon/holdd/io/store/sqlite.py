@@ -11,13 +11,13 @@ unit's StateDirectory) holds:
 - `traces`    the decision trace of each call, read back by `holdd explain`;
 - `cooldowns` when a rule last fired for a contact number (`[rule.limit]`).
 
-Settings follow ecosystem.md section 7.1: WAL (readers never wait for the
+Settings (docs/operations.md section 8): WAL (readers never wait for the
 writer, so `holdd explain` can read while the daemon runs), `synchronous=FULL`
 (every commit is fsynced), `busy_timeout`, one connection owned by the
 daemon. Every write goes through `commit`: the store operations of one input
 (or of the inputs of one loop turn) in one transaction, one fsync.
 
-Crash safety of an action (spec section 6):
+Crash safety of an action (docs/architecture.md, docs/operations.md section 8):
 
 1. a `PutClaim` inserts the (call, rule, action) row with `INSERT ... ON
    CONFLICT DO NOTHING` and its transaction is committed - fsynced - *before*
@@ -79,6 +79,10 @@ class StateDbError(StoreError):
     """The state database cannot be opened or written."""
 
 
+class StateDbReplaced(StateDbError):
+    """The file was deleted or replaced under the running daemon."""
+
+
 @dataclass(frozen=True, slots=True)
 class Pruned:
     """How many rows `prune` removed from each table."""
@@ -112,6 +116,9 @@ class StateDb:
         self._conn = conn
         self.path = path
         self.on_write = on_write
+        #: Which file this connection writes (device, inode): a file deleted or
+        #: replaced under the daemon is noticed before the next write.
+        self._identity = _identity(path)
         #: Transactions committed since opening (`make bench` counts them).
         self.commits = 0
 
@@ -170,6 +177,12 @@ class StateDb:
         refused: set[ClaimKey] = set()
         if not ops:
             return refused
+        if self._identity is not None and _identity(self.path) != self._identity:
+            raise StateDbReplaced(
+                f"state database {self.path} was deleted or replaced while holdd ran;"
+                " nothing more is written to the unlinked file: restore it, or move the"
+                " new one away, then start holdd again"
+            )
         with self._transaction("commit"):
             execute = self._conn.execute
             for op in ops:
@@ -343,6 +356,14 @@ def _with_episode(timer: Timer, episode: int) -> Timer:
     return Timer(timer.kind, timer.call_session_id, timer.rule, timer.due_at, episode, timer.shadow)
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Create the file ourselves so it is 0600 whatever the umask; SQLite then
@@ -372,7 +393,7 @@ def _configure(conn: sqlite3.Connection, path: Path, busy_timeout: float, readon
         _check_version(path, version, readonly)
         if readonly:
             return
-        # ecosystem.md 7.1: WAL + FULL - every commit fsynced before it returns.
+        # WAL + FULL: every commit is fsynced before it returns.
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StateDbError(
