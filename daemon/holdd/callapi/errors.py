@@ -16,6 +16,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
+from holdd.core.verdicts import RATE_LIMIT_HINT
+
 
 class Policy(StrEnum):
     """What holdd does about an error answer."""
@@ -166,8 +168,7 @@ ERROR_KINDS: Final[Mapping[str, ErrorKind]] = _kinds(
         "limit_exceeded",
         (-32029,),
         Policy.RATE_LIMIT,
-        "the account's Call API points per minute or day are used up: holdd waits for the"
-        " reset; raise the limits in the account's tariff options if this recurs",
+        RATE_LIMIT_HINT,
     ),
     ErrorKind(
         "internal_error",

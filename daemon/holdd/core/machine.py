@@ -117,6 +117,10 @@ class Machine:
     def rules(self) -> RuleSet:
         return self.driver.engine.rules
 
+    def rule(self, name: str) -> Rule | None:
+        """The active rule called `name`, if there is one."""
+        return self._rules.get(name)
+
     # -- inputs ------------------------------------------------------------------
 
     def restore(self, state: Restored, now: float) -> Commands:

@@ -26,8 +26,7 @@ from holdd.core.commands import Arm, Commands
 from holdd.core.hold_policy import Result, Verdict
 from holdd.core.records import DropTimer, PutTimer, Restored
 from holdd.core.rules.driver import Timer, TimerKind
-from holdd.core.rules.engine import Decision
-from holdd.core.rules.patterns import digits
+from holdd.core.rules.engine import Decision, RuleEngine
 from holdd.core.states import TALKING, CallState
 
 if TYPE_CHECKING:
@@ -111,10 +110,9 @@ def restore_state(machine: Machine, state: Restored, now: float, out: Commands) 
             machine.claims[claim.key] = claim
     for rule, contact, at in state.cooldowns:
         machine.cooldowns.record_cooldown(rule, contact, at)
-    rules = machine.rules.by_name()
     timers = 0
     for timer in state.timers:
-        if machine.table.get(timer.call_session_id) is None or timer.rule not in rules:
+        if machine.table.get(timer.call_session_id) is None or machine.rule(timer.rule) is None:
             out.persist.append(DropTimer(timer.kind, timer.call_session_id))
             continue
         agenda.timers[timer.key] = timer
@@ -144,19 +142,10 @@ def orphans(machine: Machine, entered: set[int]) -> list[Call]:
 def decision_for(machine: Machine, call: Call, rule_name: str) -> Decision | None:
     """The decision `rule_name` makes for `call` (a hold a crash interrupted
     that took); None when the rule is gone."""
-    rule = machine.rules.by_name().get(rule_name)
+    rule = machine.rule(rule_name)
     if rule is None:
         return None
-    fields = {**call.fields, "call_session_id": call.call_session_id}
-    contact = call.fields.get("contact_phone_number")
-    return Decision(
-        call.call_session_id,
-        call.episode,
-        rule,
-        rule.hold.render(fields),
-        unhold_after=rule.unhold_after,
-        contact=digits(contact) if isinstance(contact, str) else "",
-    )
+    return RuleEngine.decision(call, rule, call.talk_started_at or 0.0)
 
 
 def rearm_unhold(machine: Machine, call: Call, rule: str, now: float, out: Commands) -> None:

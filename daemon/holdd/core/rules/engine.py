@@ -183,7 +183,8 @@ class RuleEngine:
         csid = call.call_session_id
         if matched is None:
             return Evaluation(csid, None, tuple(tried), None, at, excluded, full)
-        message = matched.hold.render({**fields, "call_session_id": csid})
+        decision = self.decision(call, matched, started, view)
+        message = decision.message
         error = None
         if message.type == "tts":
             if len(message.value) > self.rules.tts_max_length:
@@ -195,16 +196,23 @@ class RuleEngine:
                 error = "tts text is empty after placeholders"
         if error is not None:
             return Evaluation(csid, None, tuple(tried), error, at, excluded, full)
-        decision = Decision(
+        return Evaluation(csid, decision, tuple(tried), None, at, excluded, full)
+
+    @staticmethod
+    def decision(call: Call, rule: Rule, started: float, view: CallView | None = None) -> Decision:
+        """What `rule` does to `call` in Talk since `started`: its message
+        rendered from the call's variables, when it acts, what follows."""
+        view = view if view is not None else CallView(call.fields)
+        csid = call.call_session_id
+        return Decision(
             call_session_id=csid,
             episode=call.episode,
-            rule=matched,
-            message=message,
-            due_at=started + matched.after,
-            unhold_after=matched.unhold_after,
+            rule=rule,
+            message=rule.hold.render({**call.fields, "call_session_id": csid}),
+            due_at=started + rule.after,
+            unhold_after=rule.unhold_after,
             contact=view.digits("contact_phone_number") or "",
         )
-        return Evaluation(csid, decision, tuple(tried), None, at, excluded, full)
 
 
 def _try(
