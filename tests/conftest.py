@@ -14,10 +14,11 @@ import pytest_asyncio
 from hypothesis import settings
 
 from support.logs import captured
+from support.postgres import pg, pg_cluster
 from support.sim import sim
 from support.systemd import short_dir, systemd
 
-__all__ = ["captured", "http", "short_dir", "sim", "systemd"]
+__all__ = ["captured", "http", "pg", "pg_cluster", "short_dir", "sim", "systemd"]
 
 # Properties take their example counts from the profile, never from their own
 # @settings: "ci" (the default, `make test`) runs about 100 examples each,

@@ -1,6 +1,6 @@
 """A state store that cannot be written: nothing goes out without its durable
-claim, the daemon says why and stops (EX_TEMPFAIL, so systemd restarts it),
-and the next start holds the call once."""
+claim, the daemon says why, tries the same writes again until they land,
+and then holds the call once; a store deleted under it stops it (78)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import io
 import sqlite3
 from pathlib import Path
 
+import aiohttp
 import orjson
 
 from holdd.config.rulefiles import load_rules
 from holdd.config.settings import load_settings
 from holdd.io import logs
-from holdd.io.daemon import EX_TEMPFAIL, Daemon
+from holdd.io.daemon import Daemon
 from holdd.io.store.sqlite import StateDb
 from holdd.sim.server import Simulator
 from support.config import MEDIA_RULE, config_text, write_config
@@ -25,9 +26,17 @@ def hold_calls(sim: Simulator) -> list[int]:
     return [r.params["call_session_id"] for r in sim.requests if r.method == "hold.call"]
 
 
-async def test_a_store_that_cannot_be_written_sends_nothing_and_stops(
+async def probe(url: str, path: str) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}{path}") as resp:
+        return resp.status, await resp.json()
+
+
+async def test_a_locked_store_sends_nothing_until_it_can_write_then_holds_once(
     sim: Simulator, tmp_path: Path
 ) -> None:
+    """Another connection holds the write lock: the turn's writes are tried
+    again; nothing is sent meanwhile, /readyz says why, /healthz answers;
+    once the lock goes the call is held once and /readyz is 200 again."""
     config = write_config(tmp_path, config_text(sim), MEDIA_RULE)
     settings = load_settings(config)
     rules = load_rules(settings.rule_files, settings.tts_max_length)
@@ -40,35 +49,43 @@ async def test_a_store_that_cannot_be_written_sends_nothing_and_stops(
     daemon = Daemon(settings, rules, store=store)
     task = asyncio.create_task(daemon.run(install_signals=False))
     await ready(daemon, sim)
+    assert daemon.services.http is not None
+    url = daemon.services.http.url
     locker = sqlite3.connect(db, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
     try:
         csid = await sim.start_call(direction="in", contact_phone_number="79260000301")
         await sim.answer(csid)
-        async with asyncio.timeout(15):
-            code = await task
+        await daemon.wait_for(lambda: daemon.store_trouble is not None, within=15)
+        status, body = await probe(url, "/readyz")
+        assert status == 503
+        assert "state store failing" in str(body) and "locked" in str(body)
+        # The loop waits for the store, the probes do not.
+        assert (await probe(url, "/healthz"))[0] == 200
+        attempts = daemon._store_failures
+        await daemon.wait_for(lambda: daemon._store_failures >= attempts + 2, within=15)
+        assert hold_calls(sim) == []  # no claim on disk, no request
     finally:
         locker.execute("ROLLBACK")
         locker.close()
+    try:
+        await daemon.wait_for(lambda: csid in daemon.outcomes, within=20)
+        status, body = await probe(url, "/readyz")
+    finally:
+        daemon.request_stop("test over")
+        async with asyncio.timeout(15):
+            code = await task
         store.close()
-    assert code == EX_TEMPFAIL
-    assert hold_calls(sim) == []  # no claim on disk, no request
+    assert code == 0
+    assert status == 200, body
+    assert hold_calls(sim) == [csid]
+    assert daemon.outcomes[csid].result == "held"
     events = [orjson.loads(line) for line in buf.getvalue().splitlines()]
     [failed] = [e for e in events if e["event"] == "state_write_failed"]
     assert failed["level"] == "error" and "locked" in failed["error"]
-    assert failed["requests_not_sent"] == 1
-
-    # The next start: the call is still talking, found by resync, held once.
-    again = Daemon(settings, rules)  # opens the same [state] path itself
-    task = asyncio.create_task(again.run(install_signals=False))
-    try:
-        await again.wait_for(lambda: csid in again.outcomes, within=20)
-    finally:
-        again.request_stop("test over")
-        async with asyncio.timeout(15):
-            assert await task == 0
-    assert hold_calls(sim) == [csid]
-    assert again.outcomes[csid].result == "held"
+    assert failed["requests_waiting"] == 1  # the hold decided in the turn that waited
+    [recovered] = [e for e in events if e["event"] == "state_write_recovered"]
+    assert recovered["attempts"] >= 3
 
 
 async def test_a_state_database_deleted_under_the_daemon_stops_it_with_78(

@@ -123,6 +123,9 @@ class CallApiClient:
         self._deprecation_logged = False
         self._unknown_logged: set[tuple[int, str]] = set()
         self._slow = ""
+        #: Asked right before a request goes out: a reason not to send it now
+        #: (a shared store's lease no longer surely held), or None.
+        self.send_guard: Callable[[str], str | None] = lambda _method: None
         self.log = structlog.get_logger("holdd.callapi")
 
     # -- methods ---------------------------------------------------------------
@@ -265,6 +268,10 @@ class CallApiClient:
         except TimeoutError:
             self.stats.not_sent[(method, "queue_timeout")] += 1
             raise RequestNotSent(method, "queue_timeout", "no free connection") from None
+        if (why := self.send_guard(method)) is not None:
+            self._slots.release()
+            self.stats.not_sent[(method, why)] += 1
+            raise RequestNotSent(method, why)
         self.stats.requests[method] += 1
         try:
             async with self.session.post(

@@ -53,6 +53,9 @@ class RateGate:
         self.spacing_until = 0.0
         self.spacing_by = ""
         self._last_start = -math.inf
+        #: Instances sharing the account's budget (a shared store's live
+        #: leases): each spends its share, so together they keep the pace.
+        self.instances = 1
         #: When each window resets, from the latest `metadata.limits` seen.
         self._resets: dict[str, float] = {}
 
@@ -71,8 +74,9 @@ class RateGate:
                 self._block(now + max(0, reset), name)
                 continue
             low = max(self.pacing.low_points, math.ceil((limit or 0) * self.pacing.low_fraction))
-            if remaining <= low and reset / remaining > spacing:
-                spacing, until, by = reset / remaining, now + reset, name
+            share = reset / remaining * max(1, self.instances)
+            if remaining <= low and share > spacing:
+                spacing, until, by = share, now + reset, name
         self.spacing, self.spacing_until, self.spacing_by = spacing, until, by
 
     def block(self, limit_type: str, reset: int | None) -> float:

@@ -15,7 +15,7 @@ import structlog
 from holdd import __version__
 from holdd.config.rulefiles import load_rules
 from holdd.config.settings import SecretMode, Settings, load_settings
-from holdd.core.errors import ConfigError
+from holdd.core.errors import ConfigError, StoreError
 from holdd.core.rules import RuleSet
 from holdd.io import logs
 
@@ -90,37 +90,54 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """The decision trace of one call, from the state database."""
-    from holdd.io.store.sqlite import StateDb, StateDbError
+    from holdd.io.store.opening import where
+    from holdd.io.store.postgres import PgStore
+    from holdd.io.store.sqlite import StateDb
 
     try:
         settings = load_settings(Path(args.config), read_secrets=False)
     except ConfigError as err:
         _print_problems(err)
         return 1
-    if not settings.state_path.exists():
+    store_name = where(settings)
+    if settings.state_url is None and not settings.state_path.exists():
         print(f"{settings.state_path}: no state database (has holdd run yet?)", file=sys.stderr)
         return 1
+    csid = args.call_session_id
     try:
-        with StateDb.open(settings.state_path, readonly=True) as state:
-            entries = state.trace(args.call_session_id)
-            claims = state.claims(args.call_session_id)
-    except StateDbError as exc:
-        print(f"{settings.state_path}: {exc}", file=sys.stderr)
+        if settings.state_url is not None:
+            password = settings.state_password
+            reader = PgStore.open_reader(
+                settings.state_url, password=password.reveal() if password else None
+            )
+            try:
+                entries, claims = reader.trace(csid), reader.claims(csid)
+            finally:
+                reader.close()
+        else:
+            with StateDb.open(settings.state_path, readonly=True) as state:
+                entries, claims = state.trace(csid), state.claims(csid)
+    except StoreError as exc:
+        print(f"{store_name}: {exc}", file=sys.stderr)
         return 1
     if not entries and not claims:
         print(
-            f"call {args.call_session_id}: nothing recorded in {settings.state_path} "
+            f"call {csid}: nothing recorded in {store_name} "
             "(unknown call, or pruned after [state] retention)",
             file=sys.stderr,
         )
         return 1
-    print(f"call {args.call_session_id}")
+    print(f"call {csid}")
+    # A shared store: every instance traces what it saw; say who wrote what.
+    several = len({e.instance for e in entries}) > 1
     for entry in entries:
-        print(f"  {_when(entry.at)}  {entry.kind.value:<10}  {_describe(entry.payload)}")
+        by = f"  [{entry.instance}]" if several and entry.instance else ""
+        print(f"  {_when(entry.at)}  {entry.kind.value:<10}  {_describe(entry.payload)}{by}")
     for claim in claims:
+        owner = f" on instance {claim.owner}" if claim.owner else ""
         print(
-            f"  claim {claim.action} by rule {claim.rule!r}: {claim.result or 'no result yet'}"
-            f" (claimed {_when(claim.claimed_at)})"
+            f"  claim {claim.action} by rule {claim.rule!r}{owner}:"
+            f" {claim.result or 'no result yet'} (claimed {_when(claim.claimed_at)})"
         )
     return 0
 

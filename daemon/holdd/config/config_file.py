@@ -63,6 +63,14 @@ class StateSection(msgspec.Struct, forbid_unknown_fields=True):
     path: str = "state.db"
     #: How long decisions, traces and finished claims are kept.
     retention: Duration = "7d"
+    #: A PostgreSQL database shared by several instances instead of `path`.
+    url: str | None = None
+    #: The database password's file (or LoadCredential=state_password).
+    password_file: str | None = None
+    #: How long an instance may go silent before the others take over its work.
+    lease: Duration = "5s"
+    #: This instance's name in the shared ledger (default: the host name).
+    instance: str | None = None
 
 
 class HttpSection(msgspec.Struct, forbid_unknown_fields=True):

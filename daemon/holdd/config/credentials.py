@@ -19,8 +19,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
-from holdd.config.config_file import CallApiSection, WebhookSection
+from holdd.config.config_file import CallApiSection, StateSection, WebhookSection
 
 
 class Secret:
@@ -240,4 +241,61 @@ def read_token(api: CallApiSection, creds: Creds) -> Secret:
     value = text.strip()
     if not value:
         problem(where, f"access token file {candidate} is empty")
+    return Secret(value)
+
+
+def read_state_password(state: StateSection, creds: Creds, config: Path) -> Secret | None:
+    """The PostgreSQL password of `[state] url`: from `password_file`, or the
+    systemd credential `state_password`; None when neither is given (the URL
+    may need none: peer or certificate authentication, a ~/.pgpass). A
+    password written in the URL itself is accepted only in a config file
+    nobody else can read."""
+    if state.url is None:
+        for key in ("password_file",):
+            if getattr(state, key) is not None:
+                creds.problem(("state", key), f"{key} is given without url")
+        return None
+    url = state.url
+    if not url.startswith(("postgresql://", "postgres://")):
+        creds.problem(("state", "url"), "url must start with postgresql://")
+        return None
+    parts = urlsplit(url)
+    if parts.password is not None:
+        if state.password_file is not None:
+            creds.problem(
+                ("state", "url"), "give the password in the url or password_file, not both"
+            )
+        try:
+            loose = config.stat().st_mode & 0o077
+        except OSError:
+            loose = 0
+        if loose:
+            creds.problem(
+                ("state", "url"),
+                "the url holds a password but the config file can be read by other users",
+                "move the password to password_file (or LoadCredential=state_password),"
+                f" or chmod 600 {config}",
+            )
+        return None
+    where: tuple[str | int, ...] = ("state", "password_file")
+    candidate = creds.base / state.password_file if state.password_file is not None else None
+    if candidate is None:
+        candidate = creds.systemd("state_password")
+        where = ("state", "url")
+        if candidate is None or not candidate.exists():
+            return None
+    if creds.mode == "skip":
+        # `holdd explain` reads the shared store when it can; no problem if not.
+        try:
+            text: str | None = candidate.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+    else:
+        text = creds.read(candidate, where, "the database password")
+    if text is None:
+        return None
+    value = text.rstrip("\r\n")
+    if not value:
+        creds.problem(where, f"database password file {candidate} is empty")
+        return None
     return Secret(value)

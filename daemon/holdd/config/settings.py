@@ -13,6 +13,7 @@ import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from holdd.config.config_file import read_config
 from holdd.config.credentials import (
@@ -22,6 +23,7 @@ from holdd.config.credentials import (
     Secret,
     SecretMode,
     read_login,
+    read_state_password,
     read_token,
     read_webhook_secret,
 )
@@ -76,6 +78,17 @@ class Settings:
     #: `holdd check` only: credentials it could not verify from where it runs
     #: (another user's file, a systemd credential), said instead of "ok".
     unverified: tuple[Problem, ...] = ()
+    #: `[state] url`: a PostgreSQL database shared by several instances
+    #: (None: the SQLite file at `state_path`). Never logged as is: its
+    #: password, if inline, shows only through io/store/postgres.py `safe_url`.
+    state_url: str | None = field(default=None, repr=False)
+    #: The database password from `[state] password_file` or the systemd
+    #: credential `state_password`, when the URL has none.
+    state_password: Secret | None = None
+    #: `[state] lease`: failover time of a shared store.
+    state_lease: float = 5.0
+    #: `[state] instance`: this instance's name in a shared store.
+    state_instance: str | None = None
 
     @property
     def credentials(self) -> Secret | LoginPassword:
@@ -176,14 +189,29 @@ def load_settings(
         rule_files.extend(Path(p) for p in matched)
     listen = _host_port(raw.http.listen, ("http", "listen"), problem)
     retention = _duration(raw.state.retention, ("state", "retention"), problem)
+    state_password = read_state_password(raw.state, creds, path)
+    lease = _duration(raw.state.lease, ("state", "lease"), problem)
+    if raw.state.url is not None and lease < 1.0:
+        problem(("state", "lease"), "lease must be at least 1s")
     if report.problems:
         # Top to bottom of the file: the checks above run section by section.
         raise ConfigError(sorted(report.problems, key=lambda p: p.line or 0))
     assert api is not None  # noqa: S101 - a missing [callapi] is a problem above
     # The login.user password is a secret like the key (section 2).
     password = login.password.reveal() if login is not None else ""
+    db_password = state_password.reveal() if state_password is not None else ""
+    if raw.state.url is not None and not db_password:
+        db_password = urlsplit(raw.state.url).password or ""
     secret_values = tuple(
-        s for s in (token.reveal(), password, webhook_secret, *notify.headers.values()) if s
+        s
+        for s in (
+            token.reveal(),
+            password,
+            webhook_secret,
+            db_password,
+            *notify.headers.values(),
+        )
+        if s
     )
     return Settings(
         path=path,
@@ -211,6 +239,10 @@ def load_settings(
         login=login,
         action_deadline=action_deadline,
         unverified=tuple(notes),
+        state_url=raw.state.url,
+        state_password=state_password,
+        state_lease=lease,
+        state_instance=raw.state.instance,
     )
 
 

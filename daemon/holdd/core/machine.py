@@ -6,6 +6,8 @@ and the claims of the fired-once ledger. Inputs (each a method returning
 `Commands`):
 
     restore(state)              what the store kept, at start
+    adopt(adopted)              what an instance whose lease expired left
+    cooldowns_seen(fired)       cooldowns other instances recorded
     notifications(decoded)      one transport message, decoded
     snapshot(active, taken_at)  a `list.calls` listing (resync)
     timer_due(timer)            a timer the machine armed came due
@@ -35,6 +37,7 @@ from holdd.core.hold_policy import Result, Verdict
 from holdd.core.intake import note_rejected
 from holdd.core.records import (
     AddTrace,
+    Adopted,
     CallRecord,
     Claim,
     ClaimKey,
@@ -47,7 +50,7 @@ from holdd.core.records import (
     TraceEntry,
     TraceKind,
 )
-from holdd.core.recovery import orphans, restore_state, settle_claims
+from holdd.core.recovery import adopt_work, orphans, restore_state, settle_claims
 from holdd.core.results import settle_hold, settle_unhold
 from holdd.core.rules.cooldowns import Cooldowns
 from holdd.core.rules.driver import (
@@ -100,6 +103,8 @@ class Machine:
         self.claims = self.book.open
         #: Claims a crash left without a result: settled by the first snapshot.
         self.unsettled: list[Claim] = []
+        #: Adopted claims: settled only by a listing taken after this time.
+        self.settle_after: dict[ClaimKey, float] = {}
         #: Calls put back by `restore`, until the first snapshot.
         self.restored: set[int] = set()
         self.resynced = False
@@ -128,6 +133,18 @@ class Machine:
         restore_state(self, state, now, out)
         return out
 
+    def adopt(self, adopted: Adopted, now: float) -> Commands:
+        """Work a shared store took over from instances whose lease expired."""
+        out = Commands()
+        adopt_work(self, adopted, now, out)
+        return out
+
+    def cooldowns_seen(self, fired: Iterable[tuple[str, str, float]]) -> None:
+        """Cooldowns other instances recorded (a shared store): a contact one
+        instance held is in its rule's cooldown on every instance."""
+        for rule, contact, at in fired:
+            self.cooldowns.record_cooldown(rule, contact, at)
+
     def notifications(self, decoded: Decoded, source: str, now: float) -> Commands:
         out = Commands()
         note_rejected(decoded, source, now, self._drops, self._unknown_names, out)
@@ -152,7 +169,7 @@ class Machine:
         changes = self.table.reconcile(listed, taken_at, now)
         # Claims a crash left open are settled before any rule runs, so a
         # released claim can be taken again by the changes below.
-        recheck = settle_claims(self, listed, now, out) if self.unsettled else []
+        recheck = settle_claims(self, listed, taken_at, now, out) if self.unsettled else []
         out.log(
             "info",
             "resync_done",
@@ -237,6 +254,8 @@ class Machine:
         if swept:
             gone = set(swept)
             self.book.forget(gone)
+            for key in [k for k in self.settle_after if k[0] in gone]:
+                del self.settle_after[key]
             for csid in swept:
                 self.evaluations.pop(csid, None)
                 self.outcomes.pop(csid, None)

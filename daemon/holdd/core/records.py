@@ -36,6 +36,8 @@ class Claim:
     claimed_at: float
     result: str | None = None
     finished_at: float | None = None
+    #: The instance that made (or adopted) the claim: a shared store's only.
+    owner: str | None = None
 
     @property
     def key(self) -> ClaimKey:
@@ -74,6 +76,8 @@ class TraceEntry:
     at: float
     kind: TraceKind
     payload: Mapping[str, Any]
+    #: The instance that wrote it: a shared store's only.
+    instance: str | None = None
 
 
 # -- store operations (one input's list is one transaction) ---------------------
@@ -159,8 +163,25 @@ class Restored:
     cooldowns: list[tuple[str, str, float]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Adopted:
+    """What a shared store hands to a survivor from instances whose lease
+    expired (`Machine.adopt`): their open claims, settled like a restart's
+    once `settle_at` has passed (by then no request of theirs can still be
+    on its way), their timers, and the calls both belong to."""
+
+    calls: list[CallRecord] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    #: The instances whose lease expired.
+    instances: list[str] = field(default_factory=list)
+    #: Seconds from now until the adopted claims may be settled.
+    settle_in: float = 0.0
+
+
 __all__ = [
     "AddTrace",
+    "Adopted",
     "CallRecord",
     "Claim",
     "ClaimKey",

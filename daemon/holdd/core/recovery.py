@@ -24,7 +24,7 @@ from holdd.core.calls import ActiveSession, Call
 from holdd.core.claims import HOLDS
 from holdd.core.commands import Arm, Commands
 from holdd.core.hold_policy import Result, Verdict
-from holdd.core.records import DropTimer, PutTimer, Restored
+from holdd.core.records import Adopted, Claim, DropTimer, PutTimer, Restored
 from holdd.core.rules.driver import Timer, TimerKind
 from holdd.core.rules.engine import Decision, RuleEngine
 from holdd.core.states import TALKING, CallState
@@ -34,12 +34,19 @@ if TYPE_CHECKING:
 
 
 def settle_claims(
-    machine: Machine, listed: Sequence[ActiveSession], now: float, out: Commands
+    machine: Machine, listed: Sequence[ActiveSession], taken_at: float, now: float, out: Commands
 ) -> list[Call]:
-    """Settle `machine.unsettled`; return the calls the rules must see again."""
+    """Settle `machine.unsettled` as far as a listing taken at `taken_at`
+    may (an adopted claim waits for one taken after its `settle_after`);
+    return the calls the rules must see again."""
     by_id = {c.call_session_id: c for c in listed}
     recheck: list[Call] = []
+    due: list[Claim] = []
+    waiting: list[Claim] = []
     for claim in machine.unsettled:
+        (waiting if machine.settle_after.get(claim.key, 0.0) > taken_at else due).append(claim)
+    for claim in due:
+        machine.settle_after.pop(claim.key, None)
         csid, rule, action = claim.key
         session = by_id.get(csid)
         call = machine.table.get(csid)
@@ -77,7 +84,7 @@ def settle_claims(
             result = f"api_state_{api_state.value.lower()}"
         machine.book.finish(claim.key, result, now, out.persist)
         out.log("info", "claim_resolved", result=result, **ids)
-    machine.unsettled = []
+    machine.unsettled = waiting
     return recheck
 
 
@@ -119,6 +126,49 @@ def restore_state(machine: Machine, state: Restored, now: float, out: Commands) 
         timers += 1
     if state.calls or timers:
         out.log("info", "state_restored", calls=len(state.calls), timers=timers)
+
+
+def adopt_work(machine: Machine, adopted: Adopted, now: float, out: Commands) -> None:
+    """Take over what instances whose lease expired left (a shared store):
+    their open claims are settled like a restart's, by the first listing
+    taken after `now + settle_in`; their timers are armed here."""
+    agenda = machine.driver.agenda
+    for record in adopted.calls:
+        if machine.table.get(record.call_session_id) is None:
+            call = machine.table.restore(
+                record.call_session_id,
+                record.state,
+                record.episode,
+                record.talk_started_at,
+                now,
+                record.fields,
+            )
+            call.fired = tuple(record.fired)
+            call.decided = record.decided_episode or 0
+            if record.acted_episode is not None:
+                agenda.acted[call.call_session_id] = record.acted_episode
+    settle_at = now + adopted.settle_in
+    for claim in adopted.claims:
+        machine.claims[claim.key] = claim
+        machine.unsettled.append(claim)
+        machine.settle_after[claim.key] = settle_at
+    timers = 0
+    for timer in adopted.timers:
+        if machine.table.get(timer.call_session_id) is None or machine.rule(timer.rule) is None:
+            out.persist.append(DropTimer(timer.kind, timer.call_session_id))
+            continue
+        agenda.timers[timer.key] = timer
+        timers += 1
+        if machine.resynced:
+            out.timers.append(Arm(timer))
+    out.log(
+        "warning",
+        "instance_work_adopted",
+        instances=adopted.instances,
+        claims=len(adopted.claims),
+        timers=timers,
+        settle_in=round(adopted.settle_in, 3),
+    )
 
 
 def orphans(machine: Machine, entered: set[int]) -> list[Call]:

@@ -15,6 +15,8 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
 
 import aiohttp
 import structlog
@@ -23,21 +25,24 @@ from holdd import __version__
 from holdd.callapi import CallApiClient
 from holdd.config.rulefiles import load_rules
 from holdd.config.settings import Settings, load_settings
+from holdd.core.backoff import full_jitter
 from holdd.core.calls import CallTable
 from holdd.core.commands import Arm, Commands, Outcome, SendHold
 from holdd.core.errors import ConfigError, StoreError
 from holdd.core.events import Decoded, Rejection, RejectReason, decode, decode_value, event_names
 from holdd.core.machine import Machine
-from holdd.core.records import Restored
+from holdd.core.records import ClaimKey, Restored, StoreOp
 from holdd.core.rules import Evaluation, RuleSet
 from holdd.io import sdnotify
-from holdd.io.inputs import Frame, HoldDone, Input, Reload, Snapshot, TimerDue, UnholdDone
+from holdd.io.inputs import Adopt, Frame, HoldDone, Input, Reload, Snapshot, TimerDue, UnholdDone
 from holdd.io.metrics import Metrics
 from holdd.io.notify import NotifyListener
 from holdd.io.runner import Runner
 from holdd.io.services import Services
 from holdd.io.store.base import Store
-from holdd.io.store.sqlite import StateDb, StateDbError, StateDbReplaced
+from holdd.io.store.opening import open_store, where_fields
+from holdd.io.store.postgres import LeaseLost, StoreUnavailable
+from holdd.io.store.sqlite import StateDbReplaced
 from holdd.io.webhook import WebhookReceiver
 
 #: sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop.
@@ -47,6 +52,9 @@ EX_CONFIG = 78
 EX_TEMPFAIL = 75
 #: Inputs handled in one loop turn at most (one transaction).
 TURN = 512
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class Daemon:
@@ -82,6 +90,12 @@ class Daemon:
         self.resyncs = 0
         self._exit_code = 0
         self._backpressure = False
+        #: Every store call runs on this one thread, one at a time, so a slow
+        #: disk or database never stalls the loop, the probes or the watchdog.
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="holdd-store")
+        #: Why the store cannot be written, and since when (monotonic): /readyz.
+        self.store_trouble: tuple[str, float] | None = None
+        self._store_failures = 0
 
     # -- what tests and the demo read ------------------------------------------
 
@@ -174,12 +188,26 @@ class Daemon:
             rule_files=len(rules.files),
         )
         owned = self.store is None
-        store = self.store if self.store is not None else self._open_store()
-        if store is None:
-            return EX_CONFIG
-        self.store = store
-        restored = self._load(store)
         signals = self._install_signals() if install_signals else ()
+        store = self.store if self.store is not None else await self._open_store()
+        if store is None:
+            for sig in signals:
+                asyncio.get_running_loop().remove_signal_handler(sig)
+            self._store_thread.shutdown(wait=False)
+            return self._exit_code or EX_CONFIG
+        self.store = store
+        try:
+            restored = await self._load(store)
+        except StoreError as exc:
+            self.log.error("state_unusable", **where_fields(self.settings), error=str(exc))
+            restored = None
+        if restored is None:
+            for sig in signals:
+                asyncio.get_running_loop().remove_signal_handler(sig)
+            if owned:
+                await self.in_store(store.close)
+            self._store_thread.shutdown(wait=False)
+            return EX_TEMPFAIL
         try:
             if not await self.services.start_http():
                 return EX_CONFIG
@@ -194,25 +222,67 @@ class Daemon:
                 asyncio.get_running_loop().remove_signal_handler(sig)
             await self.services.stop_http()
             if owned:
-                store.close()
+                await self.in_store(store.close)
+            self._store_thread.shutdown(wait=True)
         self.log.info("holdd_stopped", exit_code=code)
         return code
 
-    def _open_store(self) -> Store | None:
-        path = self.settings.state_path
-        try:
-            return StateDb.open(path, on_write=self.metrics.ledger_written)
-        except StateDbError as exc:
-            self.log.error("state_unusable", path=str(path), error=str(exc))
-            return None
+    async def in_store(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """Run one store call on the store thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._store_thread, lambda: fn(*args, **kwargs))
 
-    def _load(self, store: Store) -> Restored:
+    async def _open_store(self) -> Store | None:
+        """Open the store. A database that cannot be reached yet is tried
+        again with backoff (logged once) until it answers or holdd is
+        stopped; any other problem (a bad file, a newer schema) stops holdd."""
+        delays = full_jitter(1.0, 30.0)
+        failing = False
+        while True:
+            try:
+                store = await self.in_store(
+                    open_store, self.settings, on_write=self.metrics.ledger_written
+                )
+            except StoreUnavailable as exc:
+                if not failing:
+                    failing = True
+                    self.log.error(
+                        "state_unreachable",
+                        **where_fields(self.settings),
+                        error=str(exc),
+                        hint="holdd keeps trying; check the database server and [state] url",
+                    )
+                if self._stopping.is_set():
+                    self._exit_code = EX_TEMPFAIL
+                    return None
+                await self._pause(next(delays))
+                continue
+            except StoreError as exc:
+                self.log.error("state_unusable", **where_fields(self.settings), error=str(exc))
+                return None
+            if failing:
+                self.log.info("state_reachable", **where_fields(self.settings))
+            return store
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep `delay` seconds, or less when holdd is asked to stop."""
+        try:
+            async with asyncio.timeout(delay):
+                await self._stopping.wait()
+        except TimeoutError:
+            pass
+
+    async def _load(self, store: Store) -> Restored:
         now = self.clock()
         rules = self.machine.rules
         keep = max(self.settings.state_retention, rules.longest_cooldown)
-        restored = store.load(cooldowns_since=now - keep)
+        restored = await self.in_store(store.load, cooldowns_since=now - keep)
         pending = sum(c.result is None for c in restored.claims)
-        self.log.info("state_opened", path=str(self.settings.state_path), pending_claims=pending)
+        fields: dict[str, object] = dict(where_fields(self.settings))
+        instance = getattr(store, "instance", None)
+        if instance is not None:
+            fields["instance"] = instance
+        self.log.info("state_opened", pending_claims=pending, **fields)
         self.metrics.rules_reloaded(True, now, len(rules.rules))
         return restored
 
@@ -229,6 +299,12 @@ class Daemon:
         self.api = CallApiClient(session, s.callapi_url, s.credentials, s.timeout)
         api = self.api
         self.metrics.track_callapi(api.stats)
+        lease_valid = getattr(self.store, "lease_valid", None)
+        if lease_valid is not None:
+            guard: Callable[[], bool] = lease_valid
+            api.send_guard = lambda method: (
+                None if method == "list.calls" or guard() else "lease_unconfirmed"
+            )
         self.metrics.track_queues(
             self.inputs.qsize, lambda: api.queue_depth, lambda: api.oldest_wait
         )
@@ -296,6 +372,8 @@ class Daemon:
             return m.hold_settled(item.decision, item.verdict, now)
         if isinstance(item, UnholdDone):
             return m.unhold_settled(item.call_session_id, item.rule, item.verdict, now)
+        if isinstance(item, Adopt):
+            return m.adopt(item.adopted, now)
         out = m.reload(item.rules, now)
         self.metrics.rules_reloaded(True, now, len(item.rules.rules))
         sdnotify.ready(f"{len(item.rules.rules)} rules active")
@@ -316,15 +394,14 @@ class Daemon:
 
     async def _carry_out(self, out: Commands) -> None:
         """The store first; nothing is sent before its claim is durable."""
-        refused: set[tuple[int, str, str]] = set()
+        refused: set[ClaimKey] = set()
         if self._exit_code in (EX_TEMPFAIL, EX_CONFIG):
             return  # the store failed: nothing more is carried out before the stop
         if out.persist and self.store is not None:
-            try:
-                refused = self.store.commit(out.persist)
-            except StoreError as exc:
-                self._store_failed(exc, out)
+            committed = await self._commit(out.persist, len(out.sends))
+            if committed is None:
                 return
+            refused = committed
             self.metrics.store_commits.inc()
         now = self.clock()
         for key in refused:
@@ -345,32 +422,83 @@ class Daemon:
             else:
                 self.runner.unhold(send.call_session_id, send.rule)
 
-    def _store_failed(self, exc: StoreError, out: Commands) -> None:
-        """Nothing of a turn the store did not take is carried out: no request
-        goes out without its durable claim. The machine is now ahead of the
-        store, so the daemon stops (EX_TEMPFAIL); the next start recovers from
-        what the store holds and resyncs with `list.calls`."""
-        if isinstance(exc, StateDbReplaced):
-            # Someone deleted or swapped the file: a restart on an empty ledger
-            # could act on calls again, so a person must look (no restart).
-            self.log.error(
-                "state_replaced",
-                error=str(exc),
-                requests_not_sent=len(out.sends),
-                hint="restore the state database, or remove the new one, then start holdd",
-            )
-            self._exit_code = EX_CONFIG
-            self.request_stop("state_replaced")
+    async def _commit(self, ops: list[StoreOp], sends: int) -> set[ClaimKey] | None:
+        """Write one turn's operations; the claims refused, or None when the
+        turn is given up (holdd stops).
+
+        A write that fails is tried again with backoff, the same operations
+        (each is idempotent), until it succeeds: nothing of the turn - no
+        request, no log line - is carried out before, so nothing is sent
+        without its durable claim, and nothing the machine decided is lost.
+        Meanwhile the loop takes no input: the stream's reading pauses and
+        the webhook answers 503 (backpressure), /readyz says why.
+        """
+        assert self.store is not None  # noqa: S101 - the caller checked
+        delays = full_jitter(0.2, 5.0)
+        while True:
+            try:
+                refused = await self.in_store(self.store.commit, ops)
+            except (StateDbReplaced, LeaseLost) as exc:
+                self.store_lost(exc, sends)
+                return None
+            except StoreError as exc:
+                self.store_failed(exc, sends)
+                if self._stopping.is_set():
+                    return None
+                await self._pause(next(delays))
+                continue
+            self.store_ok()
+            return refused
+
+    def store_failed(self, exc: StoreError, sends: int = 0) -> None:
+        """A store write (a commit, a heartbeat) failed: logged once per outage."""
+        self._store_failures += 1
+        self.progressed()
+        if self.store_trouble is not None:
             return
+        self.store_trouble = (str(exc), time.monotonic())
+        self.metrics.state_write_failures.inc()
         self.log.error(
             "state_write_failed",
+            **where_fields(self.settings),
             error=str(exc),
-            requests_not_sent=len(out.sends),
-            hint="check the state directory's disk space, permissions and file system;"
-            " holdd stops and systemd restarts it",
+            requests_waiting=sends,
+            hint="holdd sends nothing it cannot claim and tries again; check the state"
+            " directory's disk space and permissions, or the database server",
         )
-        self._exit_code = EX_TEMPFAIL
-        self.request_stop("state_write_failed")
+
+    def store_ok(self) -> None:
+        if self.store_trouble is None:
+            return
+        _why, since = self.store_trouble
+        self.store_trouble = None
+        self.log.info(
+            "state_write_recovered",
+            **where_fields(self.settings),
+            after=round(time.monotonic() - since, 3),
+            attempts=self._store_failures,
+        )
+        self._store_failures = 0
+
+    def store_lost(self, exc: StoreError, sends: int) -> None:
+        """The store can no longer be trusted to be ours: stop, sending nothing."""
+        if isinstance(exc, LeaseLost):
+            # Another instance took this one for dead and adopted its work; a
+            # restart rejoins under a new lease.
+            self.log.error("lease_lost", error=str(exc), requests_not_sent=sends)
+            self._exit_code = EX_TEMPFAIL
+            self.request_stop("lease_lost")
+            return
+        # Someone deleted or swapped the file: a restart on an empty ledger
+        # could act on calls again, so a person must look (no restart).
+        self.log.error(
+            "state_replaced",
+            error=str(exc),
+            requests_not_sent=sends,
+            hint="restore the state database, or remove the new one, then start holdd",
+        )
+        self._exit_code = EX_CONFIG
+        self.request_stop("state_replaced")
 
     def _count(self, name: str, labels: tuple[str, ...]) -> None:
         if name == "notification":

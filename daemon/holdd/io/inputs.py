@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from holdd.callapi import ActiveCall
 from holdd.core.hold_policy import Verdict
+from holdd.core.records import Adopted
 from holdd.core.rules import RuleSet
 from holdd.core.rules.driver import Timer
 from holdd.core.rules.engine import Decision
@@ -48,7 +49,23 @@ class Reload:
     rules: RuleSet
 
 
-Input = Frame | Snapshot | TimerDue | HoldDone | UnholdDone | Reload
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    """Work a shared store took over from instances whose lease expired."""
+
+    adopted: Adopted
 
 
-__all__ = ["Frame", "HoldDone", "Input", "Reload", "Snapshot", "TimerDue", "UnholdDone"]
+Input = Frame | Snapshot | TimerDue | HoldDone | UnholdDone | Reload | Adopt
+
+
+__all__ = [
+    "Adopt",
+    "Frame",
+    "HoldDone",
+    "Input",
+    "Reload",
+    "Snapshot",
+    "TimerDue",
+    "UnholdDone",
+]

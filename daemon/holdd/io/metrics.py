@@ -247,6 +247,23 @@ class Metrics:
             "Transactions committed to the state store (one per loop turn that changed state).",
             registry=r,
         )
+        self.state_write_failures = Counter(
+            "holdd_state_write_failures",
+            "Outages of the state store: writes failing until one succeeds again.",
+            registry=r,
+        )
+        self.instances_live = Gauge(
+            "holdd_instances_live",
+            "Instances holding a valid lease on the shared store (1 with SQLite).",
+            registry=r,
+        )
+        self.instances_live.set(1)
+        self.adopted = Counter(
+            "holdd_adopted",
+            "Claims and timers taken over from instances whose lease expired, by kind.",
+            ["kind"],
+            registry=r,
+        )
         self._callapi = _CallApiCounters()
         r.register(self._callapi)
         self.input_queue = Gauge(

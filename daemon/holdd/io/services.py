@@ -17,12 +17,13 @@ from aiohttp import web
 
 from holdd.callapi import CallApiFailure
 from holdd.core.backoff import full_jitter
+from holdd.core.errors import StoreError
 from holdd.core.rules.driver import Timer, TimerKind
 from holdd.io import sdnotify
 from holdd.io.http import HttpServer
-from holdd.io.inputs import Frame, Snapshot, TimerDue
+from holdd.io.inputs import Adopt, Frame, Snapshot, TimerDue
 from holdd.io.notify import NotifyListener
-from holdd.io.store.sqlite import StateDb
+from holdd.io.store.postgres import LeaseLost, PgStore
 from holdd.io.webhook import MAX_BODY, WebhookReceiver
 
 if TYPE_CHECKING:
@@ -70,8 +71,10 @@ class Services:
                     tg.create_task(sdnotify.watchdog_loop(), name="watchdog"),
                     tg.create_task(self._timers(), name="timers"),
                 ]
-                if isinstance(d.store, StateDb):
-                    tasks.append(tg.create_task(self._prune(d.store), name="prune"))
+                if hasattr(d.store, "prune"):
+                    tasks.append(tg.create_task(self._prune(), name="prune"))
+                if isinstance(d.store, PgStore):
+                    tasks.append(tg.create_task(self._heartbeat(d.store), name="heartbeat"))
                 if d.settings.notify_url is not None:
                     self.listener = NotifyListener(
                         d.settings.notify_url,
@@ -102,7 +105,12 @@ class Services:
         host, port = d.settings.http_listen
         self.http = HttpServer(
             d.metrics.registry,
-            {"notify": self._ready_notify, "rules": self._ready_rules, "callapi": self._ready_api},
+            {
+                "notify": self._ready_notify,
+                "rules": self._ready_rules,
+                "callapi": self._ready_api,
+                "store": self._ready_store,
+            },
             host=host,
             port=port,
         )
@@ -138,6 +146,17 @@ class Services:
 
     def _ready_rules(self) -> tuple[bool, str]:
         return True, f"{len(self.d.machine.rules.rules)} rules loaded"
+
+    def _ready_store(self) -> tuple[bool, str]:
+        d = self.d
+        if d.store_trouble is not None:
+            why, since = d.store_trouble
+            return False, f"state store failing for {time.monotonic() - since:.0f} s ({why})"
+        if isinstance(d.store, PgStore):
+            if not d.store.lease_valid():
+                return False, "lease on the shared store not renewed in time"
+            return True, f"shared store, instance {d.store.instance}"
+        return True, "state store writable"
 
     def _ready_api(self) -> tuple[bool, str]:
         api = self.d.api
@@ -215,6 +234,14 @@ class Services:
                 continue
             failures = full_jitter(1.0, 60.0)
             await d.submit(Snapshot(active, taken_at))
+            await self._next_resync()
+
+    async def _next_resync(self) -> None:
+        """Wait until the next resync is due: asked for (a reconnect, adopted
+        claims to settle), parked holds to look at again, or the periodic one.
+        With a shared store one instance per interval runs the periodic one."""
+        d = self.d
+        while True:
             wait = d.settings.resync_interval or None
             if d.machine.unsettled:
                 # Holds parked while the API failed: look again soon.
@@ -222,9 +249,19 @@ class Services:
                 wait = parked if wait is None else min(wait, parked)
             else:
                 self._parked_delays = _parked_backoff()
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(wait):
                     await self.resync_wanted.wait()
+                return
+            except TimeoutError:
+                pass
+            if d.machine.unsettled or not isinstance(d.store, PgStore):
+                return
+            try:
+                if await d.in_store(d.store.take_resync, d.settings.resync_interval):
+                    return
+            except StoreError:
+                return  # the store's trouble is the heartbeat's to report
 
     async def _pause(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -265,17 +302,59 @@ class Services:
             if swept:
                 d.log.debug("calls_swept", count=len(swept), remaining=len(d.machine.table))
 
-    async def _prune(self, state: StateDb) -> None:
-        """Hourly: forget rows older than the retention, in small batches."""
+    async def _prune(self) -> None:
+        """Hourly: forget rows older than the retention, in small batches
+        (on the store thread, between the loop's commits)."""
         d = self.d
+        prune = getattr(d.store, "prune")  # noqa: B009 - the caller checked it exists
         while True:
             now = d.clock()
             total = 0
             keep = max(d.settings.state_retention, d.machine.rules.longest_cooldown)
             before = now - d.settings.state_retention
-            while (pruned := state.prune(before, cooldowns_before=now - keep, batch=1000)).total:
-                total += pruned.total
-                await asyncio.sleep(0)  # let inputs through between batches
+            try:
+                while (
+                    pruned := await d.in_store(
+                        prune, before, cooldowns_before=now - keep, batch=1000
+                    )
+                ).total:
+                    total += pruned.total
+            except StoreError as exc:
+                d.log.warning("state_prune_failed", error=str(exc))
             if total:
                 d.log.info("state_pruned", rows=total)
             await asyncio.sleep(3600)
+
+    async def _heartbeat(self, store: PgStore) -> None:
+        """A shared store: renew the lease every third of it, take over the
+        work of instances whose lease expired, learn the others' cooldowns
+        and how many instances share the account's API budget."""
+        d = self.d
+        every = store.lease / 3
+        while True:
+            try:
+                beat = await d.in_store(store.heartbeat, d.clock())
+            except LeaseLost as exc:
+                d.store_lost(exc, 0)
+                return
+            except StoreError as exc:
+                d.store_failed(exc)
+                await asyncio.sleep(every)
+                continue
+            d.store_ok()
+            d.metrics.instances_live.set(beat.live)
+            if d.api is not None:
+                d.api.gate.instances = beat.live
+            if beat.cooldowns:
+                d.machine.cooldowns_seen(beat.cooldowns)
+            adopted = beat.adopted
+            if adopted is not None:
+                d.metrics.adopted.labels("claim").inc(len(adopted.claims))
+                d.metrics.adopted.labels("timer").inc(len(adopted.timers))
+                await d.submit(Adopt(adopted))
+                if adopted.claims:
+                    # Their claims are settled by a listing taken after this.
+                    asyncio.get_running_loop().call_later(
+                        adopted.settle_in + 0.05, self.resync_wanted.set
+                    )
+            await asyncio.sleep(every)

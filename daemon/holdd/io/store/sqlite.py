@@ -377,7 +377,10 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
             if name.stat().st_mode & 0o077:
                 name.chmod(0o600)
     # isolation_level=None: autocommit; transactions only where we say BEGIN.
-    return sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    # The daemon uses it from its store thread only (one at a time).
+    return sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:

@@ -1,0 +1,227 @@
+"""Several `holdd run` processes on one PostgreSQL database (a throwaway
+cluster) and the simulator's stream: every instance reads every call and
+runs the rules; the shared ledger makes exactly one of them send.
+
+* Two instances, calls of every kind: each call that should be held is held
+  once, unheld once by `unhold_after`, and `holdd explain` names the
+  instance that acted.
+* An instance SIGKILLed with a hold in flight and an unhold timer pending:
+  the survivor takes both over once its lease expires (the hold is found
+  held with `list.calls`, not sent again; the unhold goes out once); the
+  gap is measured.
+* PostgreSQL stopped under a running instance: nothing is sent, /readyz
+  says why; once it is back the call that talked meanwhile is held once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from holdd.sim.server import Simulator
+from support.chaos import Kind, Traffic, verdict
+from support.config import config_text, write_config
+from support.postgres import PASSWORD, PgConfig
+from support.process import PACKAGE_ROOT, DaemonProcess
+
+UNHOLD_AFTER = 1.5
+RULES = f"""
+[[rule]]
+name = "vip-now"
+[rule.match]
+direction = "in"
+contact_phone_number = "7926*"
+[rule.hold]
+media = "2034"
+[rule.then]
+unhold_after = "{UNHOLD_AFTER:g}s"
+
+[[rule]]
+name = "sales-after"
+after = "1s"
+[rule.match]
+contact_phone_number = ["re:^7903\\\\d{{7}}$"]
+[rule.hold]
+media = "2561"
+"""
+
+
+def instance_config(sim: Simulator, pg: PgConfig, directory: Path, name: str) -> Path:
+    directory.mkdir(exist_ok=True)
+    text = config_text(sim, log_format="json", timeout="1s", action_deadline="20s")
+    return write_config(directory, text + pg.state(lease="2s", instance=name), RULES)
+
+
+def holds(sim: Simulator, csid: int) -> int:
+    return sim.account.call(csid).hold_count
+
+
+async def readyz(process: DaemonProcess) -> tuple[int, str]:
+    [listening] = [e for e in process.events() if e["event"] == "http_listening"]
+    url = f"http://127.0.0.1:{listening['port']}/readyz"
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        return resp.status, await resp.text()
+
+
+async def test_two_instances_hold_and_unhold_every_call_once(
+    sim: Simulator, pg: PgConfig, tmp_path: Path
+) -> None:
+    a = DaemonProcess(instance_config(sim, pg, tmp_path / "a", "host-a"))
+    b = DaemonProcess(instance_config(sim, pg, tmp_path / "b", "host-b"))
+    await a.start()
+    await b.start()
+    try:
+        await sim.wait_for_clients(2)
+        await a.wait_event(lambda e: e["event"] == "resync_done")
+        await b.wait_event(lambda e: e["event"] == "resync_done")
+        traffic = Traffic(sim, random.Random(13), rate=40.0)
+        async with traffic.flowing(limit=60):
+            await traffic.wait_emitted(60)
+        should = traffic.expected_held()
+        vip = [c for c in should if traffic.calls[c] is Kind.NOW]
+
+        def done() -> bool:
+            account = sim.account
+            return traffic.all_held() and all(account.call(c).unhold_count for c in vip)
+
+        async with asyncio.timeout(30):
+            while not done():
+                await sim.wait_for_requests(len(sim.requests) + 1, timeout=30)
+        result = verdict(traffic)
+        print(result.report("two instances, one PostgreSQL"))
+        assert result.should_hold > 10
+        assert result.held_once == result.should_hold
+        assert not result.twice and not result.wrongly_held
+        assert [sim.account.call(c).unhold_count for c in vip] == [1] * len(vip)
+        sent = {
+            name: sum(e["event"] == "hold_sent" for e in p.events())
+            for name, p in (("a", a), ("b", b))
+        }
+        skipped = sum(
+            e["event"] == "hold_skipped" and e.get("reason") == "already_claimed"
+            for p in (a, b)
+            for e in p.events()
+        )
+        print(f"  holds sent by a: {sent['a']}, by b: {sent['b']}; refused claims: {skipped}")
+        assert sent["a"] + sent["b"] == result.should_hold
+        assert skipped >= 1  # both decided; the ledger chose
+        # `holdd explain` against the shared store names who acted.
+        csid = vip[0]
+        explain = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "holdd",
+            "explain",
+            "-c",
+            str(a.config),
+            str(csid),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"PYTHONPATH": PACKAGE_ROOT, "PATH": "/usr/bin:/bin"},
+        )
+        async with asyncio.timeout(30):
+            out, err = await explain.communicate()
+        assert explain.returncode == 0, err
+        stdout = out.decode()
+        assert "claim hold by rule 'vip-now' on instance host-" in stdout
+        assert "claim unhold by rule 'vip-now' on instance host-" in stdout
+    finally:
+        assert await a.stop() == 0
+        assert await b.stop() == 0
+    for process in (a, b):
+        opened = [e for e in process.events() if e["event"] == "state_opened"]
+        assert opened and opened[0]["url"] == pg.cluster.url
+        assert all(PASSWORD.encode() not in line for line in process.raw)
+
+
+async def test_a_killed_instances_hold_in_flight_and_timer_go_to_the_survivor(
+    sim: Simulator, pg: PgConfig, tmp_path: Path
+) -> None:
+    a = DaemonProcess(instance_config(sim, pg, tmp_path / "a", "host-a"))
+    b = DaemonProcess(instance_config(sim, pg, tmp_path / "b", "host-b"))
+    await a.start()
+    try:
+        await a.ready(sim)
+        # Held by a, its unhold timer pending when a dies.
+        timed = await sim.start_call(direction="in", contact_phone_number="79260000101")
+        await sim.answer(timed)
+        await a.wait_event(lambda e: e["event"] == "hold_sent" and e["call_session_id"] == timed)
+        # Applied by the API, its answer never reaches a.
+        sim.faults.delay(60.0, n=1, method="hold.call", after_apply=True)
+        flying = await sim.start_call(direction="in", contact_phone_number="79260000102")
+        await sim.answer(flying)
+        await sim.faults.wait_for_attempts(2, method="hold.call", answered=False)
+        await b.start()
+        await sim.wait_for_clients(2)
+        await b.wait_event(lambda e: e["event"] == "resync_done")
+        assert await a.stop(signal.SIGKILL) == -signal.SIGKILL
+        killed_at = time.monotonic()
+        # Talk that starts after the kill: the survivor holds it at once.
+        fresh = await sim.start_call(direction="in", contact_phone_number="79260000103")
+        await sim.answer(fresh)
+        adopted = await b.wait_event(lambda e: e["event"] == "instance_work_adopted", 20)
+        resolved = await b.wait_event(
+            lambda e: e["event"] == "claim_resolved" and e["call_session_id"] == flying, 20
+        )
+        gap = time.monotonic() - killed_at
+        await b.wait_event(lambda e: e["event"] == "unhold_sent" and e["call_session_id"] == timed)
+        await b.wait_event(
+            lambda e: e["event"] == "unhold_sent" and e["call_session_id"] == flying, 20
+        )
+        print(
+            f"  failover: work adopted {adopted['claims']} claim(s), {adopted['timers']}"
+            f" timer(s); the hold in flight settled {gap:.2f} s after the kill"
+            f" (lease 2 s + request timeout 1 s + 1 s)"
+        )
+        assert adopted["claims"] == 1
+        assert resolved["result"] == "held"
+        assert gap < 10
+        assert [holds(sim, c) for c in (timed, flying, fresh)] == [1, 1, 1]
+        assert sim.account.call(timed).unhold_count == 1
+        assert sim.account.call(flying).unhold_count == 1
+        status, _body = await readyz(b)
+        assert status == 200
+    finally:
+        await a.kill()
+        assert await b.stop() == 0
+
+
+async def test_postgresql_down_sends_nothing_then_holds_once(
+    sim: Simulator, pg: PgConfig, tmp_path: Path
+) -> None:
+    a = DaemonProcess(instance_config(sim, pg, tmp_path / "a", "host-a"))
+    await a.start()
+    try:
+        await a.ready(sim)
+        pg.cluster.pg_stop("immediate")
+        try:
+            csid = await sim.start_call(direction="in", contact_phone_number="79260000201")
+            await sim.answer(csid)
+            await a.wait_event(lambda e: e["event"] == "state_write_failed")
+            status, body = await readyz(a)
+            assert status == 503 and "state store failing" in body, body
+            assert holds(sim, csid) == 0
+        finally:
+            pg.cluster.pg_start()
+        back = time.monotonic()
+        try:
+            await a.wait_event(lambda e: e["event"] == "state_write_recovered", 30)
+        except TimeoutError:
+            print(b"\n".join(a.raw[-30:]).decode())
+            raise
+        await a.wait_event(lambda e: e["event"] == "hold_sent" and e["call_session_id"] == csid)
+        print(f"  held {time.monotonic() - back:.2f} s after PostgreSQL was back")
+        assert holds(sim, csid) == 1
+        # The commit that claimed it renewed the lease: ready again.
+        status, body = await readyz(a)
+        assert status == 200, body
+    finally:
+        assert await a.stop() == 0
+    [failed] = [e for e in a.events() if e["event"] == "state_write_failed"]
+    assert PASSWORD not in str(failed)
