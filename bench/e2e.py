@@ -183,14 +183,14 @@ async def run_relay(calls: int, paced: int) -> Contender:
     return result
 
 
-def _config(directory: Path, sim: Simulator, rules: Path) -> Path:
+def _config(directory: Path, sim: Simulator, rules: Path, state: str | None = None) -> Path:
     path = directory / "holdd.toml"
     path.write_text(
         f'[callapi]\nurl = "{sim.callapi_url}"\naccess_token = "{TOKEN}"\ntimeout = "5s"\n\n'
         f'[notify]\nurl = "{sim.notify_url}"\n\n'
         f'[rules]\nfiles = ["{rules.name}"]\n\n'
-        '[state]\npath = "state.db"\n\n[http]\nlisten = "127.0.0.1:0"\n\n'
-        '[log]\nformat = "json"\nlevel = "info"\n',
+        + (state or '[state]\npath = "state.db"\n')
+        + '\n[http]\nlisten = "127.0.0.1:0"\n\n[log]\nformat = "json"\nlevel = "info"\n',
         encoding="utf-8",
     )
     return path
@@ -216,20 +216,28 @@ def _ledger_writes(daemon: Daemon) -> tuple[float, int]:
     return seconds, count
 
 
-async def run_daemon(calls: int, paced: int, rule_count: int, *, sqlite: bool) -> Contender:
-    """The daemon with `rule_count` rules; with the SQLite state database or an in-memory ledger."""
+async def run_daemon(
+    calls: int, paced: int, rule_count: int, *, sqlite: bool, state: str | None = None
+) -> Contender:
+    """The daemon with `rule_count` rules; with the SQLite state database, an
+    in-memory ledger, or the `[state]` section `state` (a PostgreSQL url)."""
     sim, arrivals = _simulator()
     await sim.start()
     label = "SQLite state, synchronous=FULL" if sqlite else "in-memory ledger, no state db"
+    if state is not None:
+        label = "PostgreSQL shared store (one instance)"
     result = Contender(f"holdd daemon, {rule_count} rules, {label}")
     sink = _null_stream()
     try:
         with tempfile.TemporaryDirectory(prefix="holdd-bench-") as tmp:
             directory = Path(tmp)
-            settings = load_settings(_config(directory, sim, rule_file(directory, rule_count)))
+            settings = load_settings(
+                _config(directory, sim, rule_file(directory, rule_count), state)
+            )
             logs.configure(fmt="json", level="info", secrets=settings.secrets, stream=sink)
             rules = load_rules(settings.rule_files, settings.tts_max_length)
-            daemon = Daemon(settings, rules, store=None if sqlite else MemoryStore())
+            durable = sqlite or state is not None
+            daemon = Daemon(settings, rules, store=None if durable else MemoryStore())
             task = asyncio.create_task(daemon.run(install_signals=False))
             try:
                 await sim.wait_for_clients(1, timeout=20)
@@ -239,7 +247,7 @@ async def run_daemon(calls: int, paced: int, rule_count: int, *, sqlite: bool) -
                 async def flood_done() -> None:
                     # Every hold concluded (its result written to the ledger too).
                     await daemon.wait_for(lambda: daemon.machine.settled >= calls)
-                    if sqlite:
+                    if durable:
                         after = _ledger_writes(daemon)
                         result.sqlite_seconds = after[0] - before[0]
                         result.sqlite_writes = after[1] - before[1]

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import burst
@@ -161,7 +163,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
 
 
-async def _e2e(calls: int, paced: int, rounds: int) -> list[e2e.Contender]:
+async def _e2e(calls: int, paced: int, rounds: int, pg_state: str | None) -> list[e2e.Contender]:
     """Each contender `rounds` times, in turns; the round with the most holds/s of each."""
     best: list[e2e.Contender] = []
     for _ in range(rounds):
@@ -170,6 +172,8 @@ async def _e2e(calls: int, paced: int, rounds: int) -> list[e2e.Contender]:
             await e2e.run_daemon(calls, paced, 100, sqlite=True),
             await e2e.run_daemon(calls, paced, 100, sqlite=False),
         ]
+        if pg_state is not None:
+            results.append(await e2e.run_daemon(calls, paced, 100, sqlite=False, state=pg_state))
         if not best:
             best = results
         else:
@@ -217,10 +221,11 @@ def daemon_profile(calls: int) -> list[str]:
 
 
 def e2e_section(calls: int, paced: int, rounds: int = 2) -> list[str]:
-    relay, sqlite, memory_only = asyncio.run(_e2e(calls, paced, rounds))
+    with pg_cluster() as (pg_state, pg_note):
+        relay, sqlite, memory_only, *pg = asyncio.run(_e2e(calls, paced, rounds, pg_state))
     rows = []
     relay_p50 = e2e.percentile(relay.paced_latencies, 50)
-    for c in (relay, sqlite, memory_only):
+    for c in (relay, sqlite, memory_only, *pg):
         rows.append(
             [
                 c.name,
@@ -276,9 +281,52 @@ def e2e_section(calls: int, paced: int, rounds: int = 2) -> list[str]:
         f" {memory_only.holds_per_second / sqlite.holds_per_second:.2f}x as many calls per"
         " second.",
         "",
+        pg_line(sqlite, pg[0] if pg else None, pg_note, calls),
+        "",
         *daemon_profile(min(calls, 500)),
     ]
     return lines
+
+
+@contextlib.contextmanager
+def pg_cluster() -> Iterator[tuple[str | None, str]]:
+    """A throwaway PostgreSQL cluster (fsync on, like SQLite's FULL) for the
+    shared-store row: the `[state]` section pointing at it, and how it runs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from support.postgres import PASSWORD, Cluster, binaries
+
+    if binaries() is None:
+        yield None, "PostgreSQL server binaries not installed: no shared-store row"
+        return
+    base = Path(tempfile.mkdtemp(prefix="holdd-bench-pg-"))
+    try:
+        cluster = Cluster.start(base, fsync=True)
+        secret = base / "db-password"
+        secret.write_text(PASSWORD + "\n")
+        try:
+            yield (
+                f'[state]\nurl = "{cluster.url}"\npassword_file = "{secret}"\n',
+                "PostgreSQL 15 on 127.0.0.1 (fsync on, synchronous_commit on), one instance",
+            )
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def pg_line(sqlite: e2e.Contender, pg: e2e.Contender | None, note: str, calls: int) -> str:
+    if pg is None:
+        return note + "."
+    writes = pg.sqlite_writes or 0
+    seconds = pg.sqlite_seconds or 0.0
+    return (
+        f"Shared store ({note}): {pg.holds_per_second:,.0f} holds/s in the flood ="
+        f" {pg.holds_per_second / sqlite.holds_per_second:.2f}x SQLite's in the same run;"
+        f" {writes / calls:.2f} transactions per held call,"
+        f" {seconds / max(writes, 1) * 1e6:.0f} µs each (lease renewal included);"
+        f" one at a time p50 {_ms(e2e.percentile(pg.paced_latencies, 50))} ms vs SQLite's"
+        f" {_ms(e2e.percentile(sqlite.paced_latencies, 50))} ms."
+    )
 
 
 def memory_section(calls: int) -> list[str]:

@@ -57,7 +57,7 @@ class Cluster:
     log: Path
 
     @classmethod
-    def start(cls, base: Path) -> Cluster:
+    def start(cls, base: Path, *, fsync: bool = False) -> Cluster:
         bindir = binaries()
         if bindir is None:
             raise RuntimeError(
@@ -98,8 +98,9 @@ class Cluster:
                 # A throwaway cluster: no fsync (the machine does not crash
                 # under the tests), but every commit is in the WAL before it
                 # returns, so a PostgreSQL killed and restarted keeps it.
-                "fsync = off\nfull_page_writes = off\n"
-                "max_connections = 200\n"
+                # `make bench` fsyncs, as SQLite does there.
+                + ("" if fsync else "fsync = off\nfull_page_writes = off\n")
+                + "max_connections = 200\n"
             )
         cluster.pg_start()
         return cluster
