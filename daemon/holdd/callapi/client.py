@@ -51,7 +51,7 @@ from holdd.callapi.failures import (
 )
 from holdd.callapi.locks import CallLocks
 from holdd.callapi.pacing import Pacing, RateGate
-from holdd.callapi.rpc import read_reply, request_body
+from holdd.callapi.rpc import read_reply, request_body, secrets_of
 from holdd.callapi.slots import Slots
 from holdd.callapi.stats import ClientStats
 from holdd.config.credentials import LoginPassword, Secret
@@ -292,7 +292,7 @@ class CallApiClient:
             raise OutcomeUnknown(method, "connection", type(exc).__name__) from None
         finally:
             self._slots.release()
-        return self._read(method, request_id, status, raw)
+        return self._read(method, request_id, status, raw, secrets_of(params))
 
     @property
     def queue_depth(self) -> int:
@@ -304,9 +304,12 @@ class CallApiClient:
         """How long the longest-waiting request has waited, in seconds."""
         return self._slots.oldest_wait
 
-    def _read(self, method: str, request_id: int, status: int, raw: bytes) -> Answer:
-        """Act on one reply (holdd.callapi.rpc): count and log it, then return or raise."""
-        reply = read_reply(method, request_id, status, raw)
+    def _read(
+        self, method: str, request_id: int, status: int, raw: bytes, secrets: tuple[str, ...]
+    ) -> Answer:
+        """Act on one reply (holdd.callapi.rpc): count and log it, then return
+        or raise. The request's `secrets` never survive in what the answer quotes."""
+        reply = read_reply(method, request_id, status, raw, secrets)
         outcome = reply.outcome
         if isinstance(outcome, Answer | CallApiError):
             self.unreachable = None  # the API answers (an error is an answer)
