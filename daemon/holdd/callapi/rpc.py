@@ -12,11 +12,18 @@ password. `read_reply` replaces every secret of the request wherever the
 answer quotes it, before anything is built from the answer: no error, log
 line or trace can then carry it, whatever the log's redaction knows (a
 session key from `login.user` is not in its list).
+
+A number no signed 64-bit integer holds, anywhere in an answer, is named in
+`Reply.out_of_range` (the client logs it once per field); the readers of
+the answer never use it as a number (`as_int`, `Limits.parse`), so an entry
+of `list.calls` whose `call_session_id` is one is skipped, and a limit that
+is one is taken as not given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -30,6 +37,7 @@ from holdd.callapi.failures import (
     RequestNotSent,
     make_error,
 )
+from holdd.core.events import beyond_int64
 
 #: What a quoted secret becomes (the log's redaction writes the same).
 REDACTED: Final = "***"
@@ -58,6 +66,9 @@ class Reply:
     outcome: Answer | CallApiError | OutcomeUnknown
     #: `result.metadata` or `error.data.metadata`: limits and the version notice.
     metadata: object = None
+    #: Where the answer holds a number outside the signed 64-bit range
+    #: (`result.data[].legs[].leg_id`, list positions left out).
+    out_of_range: tuple[str, ...] = ()
 
 
 def read_reply(
@@ -72,6 +83,12 @@ def read_reply(
     quoted = [s for s in secrets if len(s) >= 4 and _quotes(raw, s)]
     if quoted:
         doc = redact(doc, sorted(quoted, key=len, reverse=True))
+    wide = tuple(sorted(set(_out_of_range(doc, ""))) if _WIDE.search(raw) else ())
+    reply = _classify(method, request_id, status, doc)
+    return Reply(reply.outcome, reply.metadata, wide) if wide else reply
+
+
+def _classify(method: str, request_id: int, status: int, doc: object) -> Reply:
     # An answer to another request (a proxy mixing up connections, a replay)
     # says nothing about this one. `null` is allowed: an error to a request
     # the server could not parse far enough to read its id.
@@ -96,6 +113,23 @@ def read_reply(
     # have been applied before the failure.
     reason = f"http_{status}" if status >= 300 else "bad_answer"
     return Reply(OutcomeUnknown(method, reason))
+
+
+#: What a number beyond 64 bits needs in the body: 19 digits in a row, or an
+#: exponent. Only a body that has one is walked.
+_WIDE = re.compile(rb"[0-9]{19}|[0-9][eE]")
+
+
+def _out_of_range(value: object, path: str) -> Iterator[str]:
+    """The path of every number in `value` that is outside the signed 64-bit range."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _out_of_range(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _out_of_range(item, f"{path}[]")
+    elif beyond_int64(value):
+        yield path
 
 
 def _quotes(raw: bytes, secret: str) -> bool:
