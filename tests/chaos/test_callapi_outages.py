@@ -19,8 +19,10 @@ the arrival of the last `hold.call` that the account applied.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -29,7 +31,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
+from holdd.config.rulefiles import load_rules
+from holdd.config.settings import load_settings
+from holdd.io import logs
 from holdd.io.daemon import Daemon
 from holdd.sim.faults import Outage
 from holdd.sim.server import Simulator
@@ -42,6 +48,7 @@ from support.chaos import (
     chaos_simulator,
     verdict,
 )
+from support.config import write_config
 from support.inproc import ready, running_daemon
 from support.logs import LogCapture
 from support.sim import running
@@ -201,3 +208,99 @@ async def test_calls_that_reach_talk_while_the_url_is_wrong_are_held_once_it_is_
     check(result, gap, during, after)
     assert error in during.callapi
     assert not before_fix, "a request reached the API through the wrong URL"
+
+
+class Names(AbstractResolver):
+    """The test's own resolver (aiohttp's public resolver interface): one
+    name for the simulator's loopback address, unresolvable while `down`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.down = False
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if self.down or host != self.name:
+            raise OSError(socket.EAI_NONAME, "Name or service not known")
+        return [
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def resolving_daemon(
+    tmp_path: Path, config: str, names: Names
+) -> AsyncIterator[tuple[Daemon, LogCapture]]:
+    """support.inproc.running_daemon, with the daemon's connections made
+    through `names` and no DNS cache (a cached name would outlive the outage)."""
+    settings = load_settings(write_config(tmp_path, config, RULES))
+    capture = LogCapture()
+    logs.configure(fmt="json", level="debug", secrets=settings.secrets, stream=capture.buffer)
+
+    def connector() -> aiohttp.TCPConnector:
+        return aiohttp.TCPConnector(
+            limit=settings.max_connections, resolver=names, use_dns_cache=False
+        )
+
+    # The seam this test needs: Daemon(connector=...) (see the xfail reason).
+    daemon = Daemon(settings, load_rules(settings.rule_files), connector=connector)  # type: ignore[call-arg]
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        yield daemon, capture
+    finally:
+        daemon.request_stop("test over")
+        async with asyncio.timeout(15):
+            assert await task == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="needs io/daemon.py Daemon.__init__(connector=...): a factory for the Call API"
+    " session's connector (default aiohttp.TCPConnector(limit=max_connections)), so that a"
+    " test resolves the [callapi] url host through its own resolver",
+)
+@pytest.mark.timeout(30)
+async def test_calls_that_reach_talk_while_the_name_does_not_resolve_are_held_once_it_does(
+    tmp_path: Path,
+) -> None:
+    async with simulator() as sim:
+        faults = sim.faults
+        assert isinstance(faults, ChaosFaults)
+        names = Names("callapi.holdd.test")
+        url = f"http://{names.name}:{urlsplit(sim.callapi_url).port}/v4.0"
+        traffic = Traffic(sim, random.Random("outage-dns-in-place"), RATE, paced=True)
+        config = chaos_config(sim, callapi_url=url, **OPTIONS)
+        async with resolving_daemon(tmp_path, config, names) as (daemon, capture):
+            await ready(daemon, sim)
+            assert (await readyz(daemon)).status == 200
+            async with traffic.flowing():
+                names.down = True
+                # Kept-alive connections need no name: close them, so every
+                # request of the outage has to resolve one.
+                await sim.begin_outage(Outage.REFUSE)
+                await sim.end_outage()
+                await traffic.allow(CALLS)
+                await traffic.wait_emitted(CALLS)
+                await daemon.wait_for(parked(capture), within=15)
+                during = await readyz(daemon)
+                names.down = False
+                ended = time.monotonic()
+            await daemon.wait_for(settled(daemon, traffic), within=20)
+            after = await readyz(daemon)
+        result = verdict(traffic, faults.duplicates)
+        gap = last_hold_after(sim, ended)
+    print(report("DNS outage in place", result, traffic.count, gap, during, after))
+    check(result, gap, during, after)
+    assert "ClientConnectorDNSError" in during.callapi
