@@ -1,6 +1,9 @@
 """One notification with a number too large for 64 bits (found by
 fuzz/fuzz_events.py): it must be dropped and counted like any bad input
-(holdd-spec section 4), and the daemon must keep serving."""
+(holdd-spec section 4), with the reason `number_out_of_range`, and the
+daemon must keep serving. In an answer of the Call API such a number is
+named once in the log and never used: the `list.calls` entry it identifies
+is skipped, a limit of ages is no limit (core/events.py, callapi/rpc.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ from holdd.io import logs
 from holdd.io.daemon import Daemon
 from holdd.sim.server import Simulator
 from support.chaos import RULES, chaos_config
-from support.config import write_config
-from support.inproc import ready
+from support.config import config_text, write_config
+from support.inproc import ready, running_daemon
+from support.sim import talking_call
 
 TALK = '{"notification_name": "Начало разговора", "direction": "in", '
 
@@ -28,8 +32,10 @@ TALK = '{"notification_name": "Начало разговора", "direction": "i
         TALK + '"call_session_id": "9999999999999999999"}',
         TALK + '"call_session_id": 1e300}',
         TALK + '"call_session_id": 5, "employee_id": 1e30}',
+        TALK + '"call_session_id": 5, "communication_id": 18446744073709551615}',
+        TALK + '"call_session_id": 5, "contact_phone_number": 79260000000000000000000}',
     ],
-    ids=["csid-19-digits", "csid-float", "employee-id-float"],
+    ids=["csid-19-digits", "csid-float", "employee-id-float", "other-u64", "phone-too-wide"],
 )
 async def test_a_number_beyond_64_bits_is_dropped_and_the_daemon_keeps_serving(
     sim: Simulator, tmp_path: Path, message: str
@@ -48,7 +54,34 @@ async def test_a_number_beyond_64_bits_is_dropped_and_the_daemon_keeps_serving(
         served.cancel()
         assert not task.done(), f"the daemon stopped with exit code {task.result()}"
         assert sim.account.call(marker).hold_count == 1
-        assert sum(daemon.dropped.values()) == 1
+        assert daemon.dropped == {"number_out_of_range": 1}
     finally:
         daemon.request_stop("test over")
         await asyncio.wait_for(task, 15)
+
+
+async def test_numbers_beyond_64_bits_in_answers_are_named_and_never_used(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # A call whose id no signed 64-bit integer holds, talking before the daemon starts.
+    wide = await talking_call(sim, call_session_id=2**64 - 1, direction="in")
+    # Every answer says: no point left this minute, back in 2**64 - 1 seconds.
+    sim.faults.override_limits(minute_remaining=0, minute_reset=2**64 - 1)
+    async with running_daemon(tmp_path, config_text(sim)) as (daemon, capture):
+        await ready(daemon, sim)
+        marker = await talking_call(sim, direction="in", contact_phone_number="79260000003")
+        await daemon.wait_for(lambda: marker in daemon.outcomes)
+        assert daemon.outcomes[marker].result == "held"
+    assert sim.account.call(marker).hold_count == 1
+    assert sim.account.call(wide).hold_count == 0
+    skipped = [e["reason"] for e in capture.events("callapi_list_entry_skipped")]
+    assert skipped
+    assert set(skipped) == {"number_out_of_range"}  # once per listing
+    named = {(e["method"], e["field"]) for e in capture.events("callapi_number_out_of_range")}
+    assert named == {
+        ("list.calls", "result.data[].call_session_id"),
+        ("list.calls", "result.metadata.limits.minute_reset"),
+        ("hold.call", "result.metadata.limits.minute_reset"),
+    }
+    # Once per field, however many answers carried it.
+    assert len(capture.events("callapi_number_out_of_range")) == len(named)

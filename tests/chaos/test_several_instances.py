@@ -77,7 +77,7 @@ async def test_three_instances_killed_at_random_hold_every_call_once(
         await process.wait_event(lambda e: e["event"] == "resync_done", 30)
 
     def instance_of(process: DaemonProcess) -> str:
-        return next(e["instance"] for e in process.events() if e["event"] == "state_opened")
+        return str(next(e["instance"] for e in process.events() if e["event"] == "state_opened"))
 
     traffic = Traffic(sim, random.Random(77), rate=RATE)
     phase = "start"

@@ -35,9 +35,10 @@ def make_simulator(*, media_ids: Iterable[str] = MEDIA_IDS, limit: int | None = 
 
 
 @contextlib.asynccontextmanager
-async def running(simulator: Simulator) -> AsyncIterator[Simulator]:
-    """Start `simulator`; on exit disarm its faults and stop it."""
-    await simulator.start()
+async def running(simulator: Simulator, *, apart: bool = False) -> AsyncIterator[Simulator]:
+    """Start `simulator` (`apart`: its Call API on a port of its own); on exit
+    disarm its faults and stop it."""
+    await simulator.start(callapi_port=0 if apart else None)
     try:
         yield simulator
     finally:

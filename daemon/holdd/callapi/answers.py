@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from holdd.core.events import as_int
+from holdd.core.events import as_int, beyond_int64
 from holdd.core.states import LEG_STATES, CallState
 
 
@@ -40,7 +40,14 @@ class Limits:
         for name in cls.__dataclass_fields__:
             value = raw.get(name)
             number = value if isinstance(value, int | float) else None
-            ok = number is not None and not isinstance(number, bool) and math.isfinite(number)
+            # Beyond 64 bits it is no limit the API keeps (docs/callapi.md
+            # section 6): taken as not given, never as a wait of ages.
+            ok = (
+                number is not None
+                and not isinstance(number, bool)
+                and math.isfinite(number)
+                and not beyond_int64(number)
+            )
             values[name] = int(number) if ok and number is not None else None
         return cls(**values)
 

@@ -51,10 +51,11 @@ from holdd.callapi.failures import (
 )
 from holdd.callapi.locks import CallLocks
 from holdd.callapi.pacing import Pacing, RateGate
-from holdd.callapi.rpc import read_reply, request_body
+from holdd.callapi.rpc import read_reply, request_body, secrets_of
 from holdd.callapi.slots import Slots
 from holdd.callapi.stats import ClientStats
 from holdd.config.credentials import LoginPassword, Secret
+from holdd.core.events import beyond_int64
 from holdd.core.rules.model import ContactMessage
 
 _HEADERS: Final[Mapping[str, str]] = MappingProxyType(
@@ -122,6 +123,7 @@ class CallApiClient:
         self._locks = CallLocks()
         self._deprecation_logged = False
         self._unknown_logged: set[tuple[int, str]] = set()
+        self._wide_logged: set[tuple[str, str]] = set()
         self._slow = ""
         #: Asked right before a request goes out: a reason not to send it now
         #: (a shared store's lease no longer surely held), or None.
@@ -170,7 +172,9 @@ class CallApiClient:
             parsed = ActiveCall.parse(item)
             if parsed is None:
                 self.stats.bad_list_entries += 1
-                self.log.warning("callapi_list_entry_skipped", reason="no call_session_id")
+                wide = isinstance(item, dict) and beyond_int64(item.get("call_session_id"))
+                reason = "number_out_of_range" if wide else "no call_session_id"
+                self.log.warning("callapi_list_entry_skipped", reason=reason)
                 continue
             calls.append(parsed)
         return calls
@@ -241,6 +245,10 @@ class CallApiClient:
             or isinstance(expire_at, bool)
         ):
             raise RequestNotSent("login.user", "login_bad_answer", "no access_token / expire_at")
+        if beyond_int64(expire_at):
+            raise RequestNotSent(
+                "login.user", "login_bad_answer", "expire_at is outside the signed 64-bit range"
+            )
         now = self.clock()
         self.log.info(
             "callapi_login",
@@ -299,7 +307,7 @@ class CallApiClient:
             raise OutcomeUnknown(method, "connection", type(exc).__name__) from None
         finally:
             self._slots.release()
-        return self._read(method, request_id, status, raw)
+        return self._read(method, request_id, status, raw, secrets_of(params))
 
     @property
     def queue_depth(self) -> int:
@@ -311,9 +319,13 @@ class CallApiClient:
         """How long the longest-waiting request has waited, in seconds."""
         return self._slots.oldest_wait
 
-    def _read(self, method: str, request_id: int, status: int, raw: bytes) -> Answer:
-        """Act on one reply (holdd.callapi.rpc): count and log it, then return or raise."""
-        reply = read_reply(method, request_id, status, raw)
+    def _read(
+        self, method: str, request_id: int, status: int, raw: bytes, secrets: tuple[str, ...]
+    ) -> Answer:
+        """Act on one reply (holdd.callapi.rpc): count and log it, then return
+        or raise. The request's `secrets` never survive in what the answer quotes."""
+        reply = read_reply(method, request_id, status, raw, secrets)
+        self._wide_numbers(method, reply.out_of_range)
         outcome = reply.outcome
         if isinstance(outcome, Answer | CallApiError):
             self.unreachable = None  # the API answers (an error is an answer)
@@ -398,6 +410,22 @@ class CallApiClient:
             )
         if error.kind.alert and not (isinstance(error, TokenRejected) and self.auth.refreshable):
             self._credentials_rejected(error)
+
+    def _wide_numbers(self, method: str, fields: tuple[str, ...]) -> None:
+        """Log once per field a number outside the signed 64-bit range."""
+        for name in fields:
+            self.stats.out_of_range[(method, name)] += 1
+            if (method, name) in self._wide_logged:
+                continue
+            self._wide_logged.add((method, name))
+            self.log.warning(
+                "callapi_number_out_of_range",
+                method=method,
+                field=name,
+                hint="the answer holds a number no signed 64-bit integer holds: it is not"
+                " used (a list.calls entry with such a call_session_id is skipped, such a"
+                " limit is taken as not given)",
+            )
 
     def _credentials_rejected(self, error: CallApiError) -> None:
         problem = f"{error.mnemonic}: {error.kind.hint}"

@@ -27,3 +27,5 @@ class ClientStats:
     rate_limited: Counter[str] = field(default_factory=Counter)
     #: `list.calls` entries without a usable call_session_id.
     bad_list_entries: int = 0
+    #: Numbers outside the signed 64-bit range in answers, by (method, field).
+    out_of_range: Counter[tuple[str, str]] = field(default_factory=Counter)

@@ -193,15 +193,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    host, _, port = args.listen.rpartition(":")
-    if not port.isdigit():
-        print(f"--listen {args.listen!r} is not HOST:PORT", file=sys.stderr)
-        return 2
+    addresses: list[tuple[str, int]] = []
+    for option, value in (("--listen", args.listen), ("--callapi-listen", args.callapi_listen)):
+        if value is None:
+            continue
+        host, _, port = value.rpartition(":")
+        if not port.isdigit():
+            print(f"{option} {value!r} is not HOST:PORT", file=sys.stderr)
+            return 2
+        addresses.append((host or "127.0.0.1", int(port)))
     logs.configure(fmt="auto")
-    return asyncio.run(_serve_sim(host or "127.0.0.1", int(port), tuple(args.token)))
+    (host, port), *apart = addresses
+    callapi_port = apart[0][1] if apart else None
+    if apart and apart[0][0] != host:
+        print("--callapi-listen must use the host of --listen", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve_sim(host, port, tuple(args.token), callapi_port))
 
 
-async def _serve_sim(host: str, port: int, tokens: tuple[str, ...]) -> int:
+async def _serve_sim(
+    host: str, port: int, tokens: tuple[str, ...], callapi_port: int | None = None
+) -> int:
     import signal
 
     from holdd.sim.server import Simulator
@@ -211,12 +223,13 @@ async def _serve_sim(host: str, port: int, tokens: tuple[str, ...]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     sim = Simulator(tokens=tokens or ("sim-token",))
-    await sim.start(host, port)
+    await sim.start(host, port, callapi_port=callapi_port)
     structlog.get_logger("holdd.sim").info(
         "sim_listening",
         callapi_url=sim.callapi_url,
         notify_url=sim.notify_url,
         control_url=f"{sim.url}/control/calls",
+        outage_url=f"{sim.url}/control/outage",
     )
     try:
         await stop.wait()
@@ -302,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     template.set_defaults(func=cmd_uis_template)
     sim = sub.add_parser("sim", help="run the built-in UIS simulator")
     sim.add_argument("--listen", default="127.0.0.1:8900", metavar="HOST:PORT")
+    sim.add_argument(
+        "--callapi-listen",
+        metavar="HOST:PORT",
+        help="serve the Call API on a port of its own (same host), so that an outage"
+        ' that refuses connections (POST /control/outage {"kind": "refuse"})'
+        " leaves the notification stream up",
+    )
     sim.add_argument(
         "--token", action="append", default=[], help="an access token the fake API accepts"
     )

@@ -5,10 +5,18 @@ JSON object, an array of them, or an object that wraps its payload under
 `params`, `data` or `args` (docs/uis.md). Nothing in this module
 raises on bad input: every rejection is a `Rejection` with a stable reason,
 so the shell can count it, log it once and keep serving.
+
+Whole numbers travel as signed 64-bit integers (the state database, orjson in
+logs and requests). A number outside that range in any field holdd reads
+(`call_session_id` and every scalar variable) rejects the notification with
+the reason `number_out_of_range`, never a silent change: orjson reads an
+integer wider than 64 bits as a float, whose digits are no longer the sent
+ones. Structured variables (`leg_ids`, `tag_names`, ...) are not read.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +48,7 @@ class RejectReason(StrEnum):
     BAD_CALL_SESSION_ID = "bad_call_session_id"
     BAD_FIELD_TYPE = "bad_field_type"
     BAD_STATE = "bad_state"
+    NUMBER_OUT_OF_RANGE = "number_out_of_range"
 
 
 #: The default names of each kind (docs/uis.md), matched without case.
@@ -216,6 +225,8 @@ def to_notification(
     payload = _unwrap(item)
     if "call_session_id" not in payload:
         return Rejection(RejectReason.MISSING_CALL_SESSION_ID, "no call_session_id")
+    if beyond_int64(payload["call_session_id"], digits=True):
+        return _out_of_range("call_session_id", payload["call_session_id"])
     csid = as_int(payload["call_session_id"])
     if csid is None or csid <= 0:
         return Rejection(
@@ -227,6 +238,8 @@ def to_notification(
         if key == "call_session_id":
             continue
         value = _unquote(value)
+        if beyond_int64(value, digits=key in INT_FIELDS):
+            return _out_of_range(key, value, csid)
         if key in INT_FIELDS:
             if value is None:
                 fields[key] = None
@@ -280,6 +293,36 @@ def sent_name(fields: Mapping[str, object]) -> str | None:
         if isinstance(value, str) and value.strip():
             return value
     return None
+
+
+#: The signed 64-bit range.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def beyond_int64(value: object, *, digits: bool = False) -> bool:
+    """Whether `value` is a whole number no signed 64-bit integer holds: an
+    int, an integral float (orjson reads a wider integer as one, so a float
+    of -2**63 was one below it), or with `digits` a string of digits (a
+    whole-number variable sent as text)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return not INT64_MIN <= value <= INT64_MAX
+    if isinstance(value, float):
+        return not math.isfinite(value) or (value.is_integer() and not -(2.0**63) < value < 2.0**63)
+    if digits and isinstance(value, str):
+        text = value.strip().lstrip("0")
+        return text.isascii() and text.isdigit() and (len(text) > 19 or int(text) > INT64_MAX)
+    return False
+
+
+def _out_of_range(key: str, value: object, csid: int | None = None) -> Rejection:
+    return Rejection(
+        RejectReason.NUMBER_OUT_OF_RANGE,
+        f"{key} {_short(value)} is outside the signed 64-bit range",
+        csid,
+    )
 
 
 def as_int(value: object) -> int | None:

@@ -67,6 +67,7 @@ class Daemon:
         store: Store | None = None,
         stop_timeout: float = 8.0,
         sweep_every: float = 60.0,
+        connector: Callable[[], aiohttp.BaseConnector] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -74,6 +75,9 @@ class Daemon:
         self.machine = Machine(rules, event_names(settings.events), debug=debug)
         self.store: Store | None = store
         self.stop_timeout = stop_timeout
+        #: Makes the Call API session's connector (default: a pool of
+        #: `max_connections`); a test passes one with its own resolver.
+        self.connector = connector or (lambda: aiohttp.TCPConnector(limit=settings.max_connections))
         self.sweep_every = sweep_every
         self.log = structlog.get_logger("holdd")
         self.metrics = Metrics()
@@ -211,8 +215,7 @@ class Daemon:
         try:
             if not await self.services.start_http():
                 return EX_CONFIG
-            connector = aiohttp.TCPConnector(limit=self.settings.max_connections)
-            async with aiohttp.ClientSession(connector=connector) as session:
+            async with aiohttp.ClientSession(connector=self.connector()) as session:
                 self._wire(session)
                 await self._carry_out(self.machine.restore(restored, self.clock()))
                 code = await self.services.serve(self._loop(), self._stopping) or self._exit_code

@@ -123,6 +123,12 @@ _CALLAPI_COUNTERS = (
     ),
     ("holdd_callapi_logins", "login.user calls, by reason.", ["reason"], "logins"),
     (
+        "holdd_callapi_numbers_out_of_range",
+        "Numbers outside the signed 64-bit range in answers (not used), by method and field.",
+        ["method", "field"],
+        "out_of_range",
+    ),
+    (
         "holdd_callapi_rate_limited",
         "limit_exceeded answers, by limit type.",
         ["limit"],

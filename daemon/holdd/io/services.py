@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import heapq
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -28,6 +28,12 @@ from holdd.io.webhook import MAX_BODY, WebhookReceiver
 
 if TYPE_CHECKING:
     from holdd.io.daemon import Daemon
+
+
+#: While holds are parked, a failed listing is tried again within this many seconds.
+_PARKED_RETRY = 5.0
+#: The longest single wait of an idle resync task (it loops until its deadline).
+_IDLE_STEP = 3600.0
 
 
 def _parked_backoff() -> Iterator[float]:
@@ -215,7 +221,8 @@ class Services:
             await runner.cleanup()
 
     async def _resync(self) -> None:
-        """Reconcile with `list.calls` at start, after every reconnect, and on a timer."""
+        """Reconcile with `list.calls` at start, after every reconnect, on a
+        timer, and soon after a hold is parked (docs/operations.md `hold_parked`)."""
 
         d = self.d
         failures = full_jitter(1.0, 60.0)
@@ -228,9 +235,9 @@ class Services:
             except CallApiFailure as exc:
                 delay = next(failures)
                 if d.machine.unsettled:
-                    delay = min(delay, 5.0)  # parked holds: notice the API's return soon
+                    delay = min(delay, _PARKED_RETRY)  # parked holds: notice the API's return soon
                 d.log.warning("resync_failed", error=str(exc), retry_in=round(delay, 3))
-                await self._pause(delay)
+                await self._idle(delay, lambda: _PARKED_RETRY)
                 continue
             failures = full_jitter(1.0, 60.0)
             await d.submit(Snapshot(active, taken_at))
@@ -249,24 +256,51 @@ class Services:
                 wait = parked if wait is None else min(wait, parked)
             else:
                 self._parked_delays = _parked_backoff()
-            try:
-                async with asyncio.timeout(wait):
-                    await self.resync_wanted.wait()
+            await self._idle(wait, lambda: next(self._parked_delays))
+            if (
+                self.resync_wanted.is_set()
+                or d.machine.unsettled
+                or not isinstance(d.store, PgStore)
+            ):
                 return
-            except TimeoutError:
-                pass
-            if d.machine.unsettled or not isinstance(d.store, PgStore):
-                return
+            # The periodic one: with a shared store, one instance per interval.
             try:
                 if await d.in_store(d.store.take_resync, d.settings.resync_interval):
                     return
             except StoreError:
                 return  # the store's trouble is the heartbeat's to report
 
-    async def _pause(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self.resync_wanted.wait()
+    def want_resync(self) -> None:
+        """Ask for a resync now (the resync task waits on loop turns)."""
+        self.resync_wanted.set()
+        self.d.progressed()
+
+    async def _idle(self, wait: float | None, parked: Callable[[], float]) -> None:
+        """Until the next resync: `wait` seconds (None: no limit), or until a
+        reconnect asks for one. A hold parked meanwhile (none was when the
+        wait began) brings it forward to `parked()` seconds from then: the
+        hold waits for a listing, which must not be the periodic one."""
+        d = self.d
+        loop = asyncio.get_running_loop()
+        deadline = None if wait is None else loop.time() + wait
+        watching = not d.machine.unsettled
+
+        def woken() -> bool:
+            return self.resync_wanted.is_set() or (watching and bool(d.machine.unsettled))
+
+        while not self.resync_wanted.is_set():
+            left = _IDLE_STEP if deadline is None else deadline - loop.time()
+            if left <= 0:
+                return
+            try:
+                # Re-checked after every loop turn; a reconnect makes one.
+                await d.wait_for(woken, within=min(left, _IDLE_STEP))
+            except TimeoutError:
+                continue
+            if watching and d.machine.unsettled:
+                watching = False
+                soon = loop.time() + parked()
+                deadline = soon if deadline is None else min(deadline, soon)
 
     # -- timers, sweeping, pruning ---------------------------------------------------------
 
@@ -355,6 +389,6 @@ class Services:
                 if adopted.claims:
                     # Their claims are settled by a listing taken after this.
                     asyncio.get_running_loop().call_later(
-                        adopted.settle_in + 0.05, self.resync_wanted.set
+                        adopted.settle_in + 0.05, self.want_resync
                     )
             await asyncio.sleep(every)

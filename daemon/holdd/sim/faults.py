@@ -20,6 +20,15 @@ were armed, one per request):
 * `drop_connection(n, after_apply)`: close the connection without answering.
 * `override_limits(**fields)`, `deprecate_version()`: rewrite the metadata
   of every answer (a small `minute_reset`, the section 1 version notice).
+* `fail_next(..., echo_token=True)`: the error's `message` and
+  `data.params.received` echo the request's `access_token`, as an API that
+  quotes what it refused might (holdd must never log it).
+* `begin_outage(kind)` / `end_outage()`: an outage of the whole endpoint, not
+  of `n` requests: until it is switched off every request hangs (`hang`: read,
+  never answered, its connection closed unapplied when the outage ends) or
+  gets a proxy's HTML 502 page (`html`). `refuse` (nobody listens) needs the
+  server's socket: `Simulator.begin_outage` closes it. Each outage is kept in
+  `outages` with its start and end on the monotonic clock of `log`.
 * `set_session_ttl`, `expire_sessions`, `set_minute_limit`: the account's own
   knobs (section 2 session keys, section 6 limits).
 
@@ -36,6 +45,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 import orjson
@@ -50,6 +60,32 @@ _HTML_500 = (
     b"<html><head><title>500 Internal Server Error</title></head>"
     b"<body><h1>500 Internal Server Error</h1></body></html>"
 )
+#: What a reverse proxy answers while the API behind it is down.
+_HTML_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+class Outage(StrEnum):
+    """What the Call API endpoint does while it is down."""
+
+    #: Every request is read and never answered.
+    HANG = "hang"
+    #: Every request gets a proxy's HTML 502 page.
+    HTML = "html"
+    #: Nobody listens on the port: connections are refused.
+    REFUSE = "refuse"
+
+
+@dataclass(slots=True)
+class OutagePeriod:
+    """One outage of the endpoint, on the monotonic clock of `RpcFaults.log`."""
+
+    kind: Outage
+    started: float
+    ended: float | None = None
 
 
 @dataclass(slots=True)
@@ -62,7 +98,8 @@ class FaultRecord:
     call_session_id: int | None
     #: "passed", "failed:<mnemonic>", "http_500_before_apply", "http_500_after_apply",
     #: "delayed_before_apply", "delayed_after_apply", "dropped_before_apply",
-    #: "dropped_after_apply".
+    #: "dropped_after_apply"; during an outage "outage_hang", "outage_html",
+    #: "outage_refuse" (a connection opened before the socket closed).
     what: str = "passed"
     #: time.monotonic() when the answer was handed over (or the connection dropped).
     done_at: float | None = None
@@ -92,6 +129,7 @@ class _Armed:
     message: str | None = None
     data: JsonDict = field(default_factory=dict)
     limits: Mapping[str, int] | None = None
+    echo_token: bool = False
 
 
 class RpcFaults:
@@ -115,6 +153,10 @@ class RpcFaults:
         self._release = asyncio.Event()
         # Notified whenever a request has been answered (or dropped).
         self._changed = asyncio.Condition()
+        #: Every outage so far, the current one (if any) last.
+        self.outages: list[OutagePeriod] = []
+        # Set when the current outage ends: hung requests let go then.
+        self._outage_over = asyncio.Event()
 
     def attach(self, account: SimAccount, clock: Callable[[], float] | None = None) -> None:
         """Use `account` (and its clock) for limits and the account knobs."""
@@ -136,12 +178,15 @@ class RpcFaults:
         value: object = None,
         params: Mapping[str, Any] | None = None,
         limits: Mapping[str, int] | None = None,
+        echo_token: bool = False,
     ) -> None:
         """The next `n` requests (of `method`) answer the error `mnemonic`, unapplied.
 
         A mnemonic the simulator's ERRORS table lacks (the reference's "also
         seen" errors, the CallGear spelling, or one made up) needs its `code`.
         `limits` overrides fields of the error's `metadata.limits`.
+        `echo_token`: the message and `data.params.received` quote the
+        request's `access_token`.
         """
         if code is None and mnemonic not in ERRORS:
             raise ValueError(f"{mnemonic!r} is not in the simulator's table: give its code")
@@ -162,6 +207,7 @@ class RpcFaults:
                 message=message,
                 data=data,
                 limits=limits,
+                echo_token=echo_token,
             )
         )
 
@@ -199,12 +245,46 @@ class RpcFaults:
         self._arm(_Armed("drop", n, method, after_apply=after_apply, seconds=hang))
 
     def clear(self) -> None:
-        """Disarm every fault and answer delayed requests now."""
+        """Disarm every fault, end an outage, and answer delayed requests now."""
         self._armed.clear()
         self._limits_override.clear()
         self._api_version = None
         self._release.set()
         self._release = asyncio.Event()
+        if self.outage is not None:
+            self.end_outage()
+
+    # -- outages ------------------------------------------------------------------
+
+    @property
+    def outage(self) -> OutagePeriod | None:
+        """The outage going on now, if any."""
+        if self.outages and self.outages[-1].ended is None:
+            return self.outages[-1]
+        return None
+
+    def begin_outage(self, kind: Outage | str) -> OutagePeriod:
+        """From now until `end_outage`, every request meets `kind`.
+
+        For `refuse` this only records the period: the server closes its
+        socket (`Simulator.begin_outage`).
+        """
+        if self.outage is not None:
+            raise RuntimeError(f"an outage is already going on ({self.outage.kind})")
+        period = OutagePeriod(Outage(kind), time.monotonic())
+        self.outages.append(period)
+        self._outage_over = asyncio.Event()
+        return period
+
+    def end_outage(self) -> OutagePeriod:
+        """The endpoint answers again; hung requests have their connection
+        closed, unapplied. The period, with its end, is returned."""
+        period = self.outage
+        if period is None:
+            raise RuntimeError("no outage is going on")
+        period.ended = time.monotonic()
+        self._outage_over.set()
+        return period
 
     @property
     def armed(self) -> int:
@@ -295,10 +375,13 @@ class RpcFaults:
         method, call_session_id, request_id = _peek(body)
         record = FaultRecord(time.monotonic(), method, call_session_id)
         self.log.append(record)
-        fault = self._take(method)
+        outage = self.outage
+        fault = self._take(method) if outage is None else None
         async with self._changed:
             self._changed.notify_all()
         try:
+            if outage is not None:
+                return await self._down(request, record, outage.kind)
             if fault is None:
                 status, response = await handle(body)
                 return json_response(self._rewrite(response), status=status)
@@ -306,7 +389,8 @@ class RpcFaults:
             match fault.kind:
                 case "fail":
                     record.what = f"failed:{fault.mnemonic}"
-                    return json_response(self._error_response(request_id, fault))
+                    token = _access_token(body) if fault.echo_token else None
+                    return json_response(self._error_response(request_id, fault, token))
                 case "delay":
                     record.what = f"delayed_{stage}"
                     if fault.after_apply:
@@ -335,6 +419,22 @@ class RpcFaults:
             record.done_at = time.monotonic()
             async with self._changed:
                 self._changed.notify_all()
+
+    async def _down(
+        self, request: web.Request, record: FaultRecord, kind: Outage
+    ) -> web.StreamResponse:
+        """One request during an outage; never applied."""
+        record.what = f"outage_{kind}"
+        if kind is Outage.HTML:
+            return web.Response(status=502, body=_HTML_502, content_type="text/html")
+        # hang (or refuse, on a connection opened before the socket closed):
+        # no answer until the outage ends, then the connection goes.
+        if kind is Outage.HANG:
+            await self._outage_over.wait()
+        if request.transport is not None:
+            request.transport.close()
+        # Never delivered: the transport is gone.
+        return web.Response(status=502)
 
     def _arm(self, fault: _Armed) -> None:
         if fault.remaining < 1:
@@ -365,8 +465,12 @@ class RpcFaults:
         limits.update(extra or {})
         return limits or None
 
-    def _error_response(self, request_id: object, fault: _Armed) -> JsonDict:
+    def _error_response(
+        self, request_id: object, fault: _Armed, token: str | None = None
+    ) -> JsonDict:
         data = dict(fault.data)
+        if token is not None:
+            data["params"] = {**data.get("params", {}), "received": token}
         if fault.mnemonic == "limit_exceeded" and "params" not in data:
             maximum = self.account.points.minute_limit if self.account is not None else 0
             data["params"] = {"limit_type": "minute", "limit_max_value": maximum}
@@ -382,6 +486,8 @@ class RpcFaults:
             error["code"] = fault.code
         if fault.message is not None:
             error["message"] = fault.message
+        if token is not None:
+            error["message"] = f"{error['message']} (access_token {token})"
         # Section 6: limits in every answer but those of the listed errors.
         if fault.mnemonic not in ERRORS_WITHOUT_LIMITS:
             limits = self._limits(fault.limits)
@@ -431,6 +537,17 @@ def _peek(body: bytes) -> tuple[str | None, int | None, object]:
     return method, csid, doc.get("id")
 
 
+def _access_token(body: bytes) -> str | None:
+    """`params.access_token` of a request body, where it has one."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    params = doc.get("params") if isinstance(doc, dict) else None
+    token = params.get("access_token") if isinstance(params, dict) else None
+    return token if isinstance(token, str) else None
+
+
 def json_response(body: object, *, status: int = 200) -> web.Response:
     # §1: responses are JSON, UTF-8.
     return web.Response(
@@ -438,4 +555,4 @@ def json_response(body: object, *, status: int = 200) -> web.Response:
     )
 
 
-__all__ = ["FaultRecord", "RpcFaults", "json_response"]
+__all__ = ["FaultRecord", "Outage", "OutagePeriod", "RpcFaults", "json_response"]

@@ -8,7 +8,13 @@
   connected client as one JSON text message. UIS itself only has HTTP webhooks
   (§8.2); this stream is the form holdd's `[notify] url` reads.
 * `/control/...`: a small control API for `holdd sim` users: start a call,
-  answer it, finish the talk, end it, list the calls and the recorded requests.
+  answer it, finish the talk, end it, list the calls and the recorded requests,
+  take the Call API down and bring it back (`/control/outage`).
+
+With `start(callapi_port=...)` the Call API has a listener of its own, so that
+an outage that closes its socket (`refuse`) leaves the notification stream
+and the control API up, as they would be on separate hosts; the port is kept
+and bound again when the outage ends.
 
 Tests drive the same control steps in-process (`await sim.answer(id)`) and wait
 for what the daemon did with `wait_for_requests`, never by sleeping.
@@ -29,13 +35,15 @@ from aiohttp import ClientSession, WSCloseCode, web
 
 from holdd.sim.account import SimAccount
 from holdd.sim.calls import CallNotFound, InvalidTransition, Notification, SimControlError
-from holdd.sim.faults import RpcFaults
+from holdd.sim.faults import Outage, OutagePeriod, RpcFaults
 from holdd.sim.rpc import JsonDict, RecordedRequest
 from holdd.sim.webhooks import QUIRKY_JSON, SUGGESTED_JSON, render, render_form
 
 #: The Call API version path this simulator serves (§1 Versioning).
 API_PATH = "/v4.0"
 NOTIFY_PATH = "/notify"
+#: How long closing the Call API's own listener waits for requests in flight.
+_CALLAPI_SHUTDOWN = 1.0
 
 
 class Simulator:
@@ -65,6 +73,10 @@ class Simulator:
         self.faults = RpcFaults(self._account, clock)
         self._runner: web.AppRunner | None = None
         self._address: tuple[str, int] | None = None
+        # The Call API's own listener (start(callapi_port=...)); its address
+        # is kept while an outage has it closed.
+        self._callapi_runner: web.AppRunner | None = None
+        self._callapi_address: tuple[str, int] | None = None
         self._clients: set[web.WebSocketResponse] = set()
         #: Every request for the notification stream, refused or not.
         self.connection_attempts = 0
@@ -78,31 +90,76 @@ class Simulator:
 
     # -- life cycle ---------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen on host:port (port 0: any free port; read `url` afterwards)."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, callapi_port: int | None = None
+    ) -> None:
+        """Listen on host:port (port 0: any free port; read `url` afterwards).
+
+        With `callapi_port` (0: any free port) the Call API listens there
+        instead, on its own socket (read `callapi_url`).
+        """
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")
-        runner = web.AppRunner(self._build_app(), handle_signals=False, access_log=None)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound = runner.addresses[0]
-        self._address = (str(bound[0]), int(bound[1]))
+        apart = callapi_port is not None
+        self._runner, self._address = await _listen(self._build_app(api=not apart), host, port)
+        if callapi_port is not None:
+            try:
+                self._callapi_runner, self._callapi_address = await _listen(
+                    self._build_callapi_app(), host, callapi_port, _CALLAPI_SHUTDOWN
+                )
+            except BaseException:
+                await self.stop()
+                raise
 
     async def stop(self) -> None:
         """Close every websocket client, then stop listening."""
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        if self.faults.outage is not None:
+            self.faults.end_outage()  # hung requests let go
+        callapi, self._callapi_runner = self._callapi_runner, None
+        if callapi is not None:
+            await callapi.cleanup()
+        self._callapi_address = None
         for ws in list(self._clients):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"simulator stopping")
         await runner.cleanup()
         self._address = None
+
+    # -- Call API outages ---------------------------------------------------
+
+    async def begin_outage(self, kind: Outage | str) -> OutagePeriod:
+        """Take the Call API down until `end_outage` (holdd.sim.faults.Outage).
+
+        `refuse` closes the Call API's socket: connections are refused, and
+        the connections already open are closed. It needs the Call API on a
+        port of its own (`start(callapi_port=...)`), since closing the shared
+        one would take the notification stream down too.
+        """
+        kind = Outage(kind)
+        if kind is Outage.REFUSE and self._callapi_address is None:
+            raise RuntimeError("refusing connections needs start(callapi_port=...)")
+        period = self.faults.begin_outage(kind)
+        if kind is Outage.REFUSE:
+            runner, self._callapi_runner = self._callapi_runner, None
+            if runner is not None:
+                await runner.cleanup()
+        return period
+
+    async def end_outage(self) -> OutagePeriod:
+        """Bring the Call API back (on the same port after `refuse`); the
+        period, its end the moment requests are answered again."""
+        outage = self.faults.outage
+        if outage is None:
+            raise RuntimeError("no outage is going on")
+        if outage.kind is Outage.REFUSE and self._callapi_runner is None:
+            assert self._callapi_address is not None  # noqa: S101 - checked at the start
+            host, port = self._callapi_address
+            self._callapi_runner, _ = await _listen(
+                self._build_callapi_app(), host, port, _CALLAPI_SHUTDOWN
+            )
+        return self.faults.end_outage()
 
     async def __aenter__(self) -> Simulator:
         await self.start()
@@ -120,6 +177,9 @@ class Simulator:
 
     @property
     def callapi_url(self) -> str:
+        if self._callapi_address is not None:
+            host, port = self._callapi_address
+            return f"http://{_host_for_url(host)}:{port}{API_PATH}"
         return self.url + API_PATH
 
     @property
@@ -380,9 +440,36 @@ class Simulator:
     async def _on_list_requests(self, request: web.Request) -> web.Response:
         return _json_response({"requests": [r.to_json() for r in self._account.requests]})
 
-    def _build_app(self) -> web.Application:
+    async def _on_outage(self, request: web.Request) -> web.Response:
+        try:
+            if request.method == "DELETE":
+                period = await self.end_outage()
+            else:
+                try:
+                    body = orjson.loads(await request.read() or b"{}")
+                except orjson.JSONDecodeError as exc:
+                    return _json_response({"error": f"invalid JSON: {exc}"}, status=400)
+                kind = body.get("kind") if isinstance(body, dict) else None
+                if kind not in tuple(Outage):
+                    kinds = ", ".join(k.value for k in Outage)
+                    return _json_response({"error": f"kind must be one of {kinds}"}, status=400)
+                period = await self.begin_outage(kind)
+        except RuntimeError as exc:
+            return _json_response({"error": str(exc)}, status=409)
+        answer: dict[str, object] = {"kind": period.kind.value}
+        if period.ended is not None:
+            answer["seconds"] = round(period.ended - period.started, 3)
+        return _json_response(answer)
+
+    def _build_callapi_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(API_PATH, self._on_rpc)
+        return app
+
+    def _build_app(self, *, api: bool = True) -> web.Application:
+        app = web.Application()
+        if api:
+            app.router.add_post(API_PATH, self._on_rpc)
         app.router.add_get(NOTIFY_PATH, self._on_notify)
         app.router.add_post("/control/calls", self._on_start_call)
         app.router.add_get("/control/calls", self._on_list_calls)
@@ -391,7 +478,24 @@ class Simulator:
             self._on_call_step,
         )
         app.router.add_get("/control/requests", self._on_list_requests)
+        app.router.add_post("/control/outage", self._on_outage)
+        app.router.add_delete("/control/outage", self._on_outage)
         return app
+
+
+async def _listen(
+    app: web.Application, host: str, port: int, shutdown: float = 60.0
+) -> tuple[web.AppRunner, tuple[str, int]]:
+    """Serve `app` on host:port; the runner and the address bound."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0]
+    return runner, (str(bound[0]), int(bound[1]))
 
 
 def _json_response(body: Mapping[str, Any], *, status: int = 200) -> web.Response:
@@ -417,4 +521,4 @@ def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-__all__ = ["API_PATH", "NOTIFY_PATH", "Simulator"]
+__all__ = ["API_PATH", "NOTIFY_PATH", "Outage", "OutagePeriod", "Simulator"]
