@@ -194,6 +194,7 @@ class Services:
                 await d.submit(Frame(payload, source))
         finally:
             await runner.cleanup()
+            self.webhook.close()
 
     async def _resync(self) -> None:
         """Reconcile with `list.calls` at start, after every reconnect, and on a timer."""
