@@ -51,11 +51,12 @@ def config_text(
     state: str | None = None,
     log_format: str | None = None,
     log_level: str | None = None,
+    http: str = "",
     extra: str = "",
 ) -> str:
     """holdd.toml. The URLs are the simulator's unless given; `stream=False`
     leaves [notify] out (webhook only). `callapi` adds lines to [callapi],
-    `extra` text at the end."""
+    `http` to [http], `extra` text at the end."""
     url = callapi_url or (sim.callapi_url if sim is not None else None)
     assert url is not None, "config_text needs a simulator or a callapi_url"
     notify = notify_url or (sim.notify_url if sim is not None and stream else None)
@@ -72,7 +73,7 @@ def config_text(
         text += "\n[log]\n"
         text += f'format = "{log_format}"\n' if log_format is not None else ""
         text += f'level = "{log_level}"\n' if log_level is not None else ""
-    text += '\n[http]\nlisten = "127.0.0.1:0"\n'
+    text += '\n[http]\nlisten = "127.0.0.1:0"\n' + http
     return text + extra
 
 

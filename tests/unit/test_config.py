@@ -179,3 +179,22 @@ def test_webhook_only_config_takes_notify_options(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(path)
     assert [p.what for p in err.value.problems] == ["no notification source"]
+
+
+def test_http_guards_default_and_are_checked(tmp_path: Path) -> None:
+    s = load_settings(setup(tmp_path))
+    assert (s.http_header_timeout, s.http_body_timeout, s.http_connection_limit) == (10, 10, 1024)
+    tuned = '\n[http]\nheader_timeout = "3s"\nbody_timeout = "500ms"\nconnection_limit = 64\n'
+    s = load_settings(setup(tmp_path, extra=tuned))
+    assert (s.http_header_timeout, s.http_body_timeout, s.http_connection_limit) == (3, 0.5, 64)
+    bad = '\n[http]\nheader_timeout = "0s"\nbody_timeout = "slow"\nconnection_limit = 0\n'
+    path = setup(tmp_path, extra=bad)
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    lines = path.read_text().splitlines()
+    assert [(p.line, p.what) for p in err.value.problems] == [
+        (lines.index('header_timeout = "0s"') + 1, "header_timeout must be more than 0"),
+        (lines.index('body_timeout = "slow"') + 1, err.value.problems[1].what),
+        (lines.index("connection_limit = 0") + 1, "connection_limit must be at least 1"),
+    ]
+    assert "duration" in err.value.problems[1].what

@@ -75,6 +75,13 @@ class StateSection(msgspec.Struct, forbid_unknown_fields=True):
 
 class HttpSection(msgspec.Struct, forbid_unknown_fields=True):
     listen: str = "127.0.0.1:9108"
+    #: For both HTTP listeners ([http] listen and [webhook] listen): a request
+    #: head must be complete this long after the connection opened (or after
+    #: the previous answer), a body must arrive within body_timeout, and at
+    #: most connection_limit connections are open (io/listener.py).
+    header_timeout: Duration = "10s"
+    body_timeout: Duration = "10s"
+    connection_limit: int = 1024
 
 
 class LogSection(msgspec.Struct, forbid_unknown_fields=True):

@@ -75,6 +75,11 @@ class Settings:
     login: LoginPassword | None = None
     #: `[callapi] action_deadline`: retries of one action stop after this long.
     action_deadline: float = 30.0
+    #: `[http] header_timeout`, `body_timeout`, `connection_limit`: the guards
+    #: of both HTTP listeners (probes and webhook).
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 10.0
+    http_connection_limit: int = 1024
     #: `holdd check` only: credentials it could not verify from where it runs
     #: (another user's file, a systemd credential), said instead of "ok".
     unverified: tuple[Problem, ...] = ()
@@ -188,6 +193,10 @@ def load_settings(
             )
         rule_files.extend(Path(p) for p in matched)
     listen = _host_port(raw.http.listen, ("http", "listen"), problem)
+    header_timeout = _positive(raw.http.header_timeout, ("http", "header_timeout"), problem)
+    body_timeout = _positive(raw.http.body_timeout, ("http", "body_timeout"), problem)
+    if raw.http.connection_limit < 1:
+        problem(("http", "connection_limit"), "connection_limit must be at least 1")
     retention = _duration(raw.state.retention, ("state", "retention"), problem)
     state_password = read_state_password(raw.state, creds, path)
     lease = _duration(raw.state.lease, ("state", "lease"), problem)
@@ -238,6 +247,9 @@ def load_settings(
         secrets=secret_values,
         login=login,
         action_deadline=action_deadline,
+        http_header_timeout=header_timeout,
+        http_body_timeout=body_timeout,
+        http_connection_limit=raw.http.connection_limit,
         unverified=tuple(notes),
         state_url=raw.state.url,
         state_password=state_password,
@@ -252,6 +264,18 @@ def _duration(text: str, where: tuple[str | int, ...], problem: ProblemFn) -> fl
     except ValueError as exc:
         problem(where, str(exc))
         return 0.0
+
+
+def _positive(text: str, where: tuple[str | int, ...], problem: ProblemFn) -> float:
+    """A duration that must be more than 0 (0 would close every connection at once)."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        problem(where, str(exc))
+        return 0.0
+    if seconds <= 0:
+        problem(where, f"{where[-1]} must be more than 0")
+    return seconds
 
 
 def _host_port(text: str, where: tuple[str | int, ...], problem: ProblemFn) -> tuple[str, int]:

@@ -12,7 +12,10 @@
   text format 0.0.4 or OpenMetrics as the scraper asks. It runs on the loop,
   which is why scrape-time callbacks may read loop-owned state.
 
-aiohttp's access log is off: a scrape every 15 s would flood the journal.
+The server is an io/listener.py `Listener`: header deadline, body timeout
+and connection cap (`[http] header_timeout`, `body_timeout`,
+`connection_limit`). aiohttp's access log is off: a scrape every 15 s would
+flood the journal.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+
+from holdd.io.listener import Limits, Listener, ListenerStats
 
 #: `(ok, reason)`: the reason says what is wrong (or what is fine) in a few words.
 ReadinessCheck = Callable[[], tuple[bool, str]]
@@ -47,6 +52,7 @@ class HttpServer:
         host: str = "127.0.0.1",
         port: int = 9108,
         clock: Callable[[], float] = time.monotonic,
+        limits: Limits | None = None,
     ) -> None:
         self.registry = registry
         items = checks.items() if isinstance(checks, Mapping) else checks
@@ -55,7 +61,11 @@ class HttpServer:
         self.requested_port = port
         self.clock = clock
         self.started_at = clock()
-        self._runner: web.AppRunner | None = None
+        self.limits = limits or Limits()
+        #: Connections open and closed by the guard (io/metrics.py reads it).
+        self.stats = ListenerStats()
+        #: The listener serving `app()`; a new one at each `start()`.
+        self.listener: Listener | None = None
         self._port: int | None = None
 
     # -- the app ----------------------------------------------------------------
@@ -108,21 +118,15 @@ class HttpServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.requested_port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = _bound_port(runner)
+        listener = Listener(self.app(), "http", self.limits, self.stats)
+        await listener.start(self.host, self.requested_port)
+        self.listener = listener
+        self._port = listener.address[1]
 
     async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            await listener.stop()
 
     async def __aenter__(self) -> HttpServer:
         await self.start()
@@ -135,10 +139,3 @@ class HttpServer:
         _tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-
-def _bound_port(runner: web.AppRunner) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    raise RuntimeError("the HTTP server has no TCP address")

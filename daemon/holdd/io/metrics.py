@@ -32,6 +32,11 @@ Metric reference (also in docs/operations.md):
     holdd_rules_last_reload_success_timestamp_seconds   when the active rules were loaded
     holdd_rules_reloads_total{result}                   reload attempts (ok | failed)
     holdd_ledger_write_seconds{op}                      histogram of state database writes
+    holdd_http_connections{listener}                    connections open on each HTTP listener
+    holdd_http_connections_closed_total{listener,reason}  connections holdd closed (header
+                                                        timeout, evicted, over the limit,
+                                                        unparsable request; io/listener.py)
+    holdd_webhook_requests_total{outcome}               webhook requests by outcome
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from prometheus_client.registry import Collector
 from holdd import __version__
 from holdd.callapi.stats import ClientStats
 from holdd.core.states import CallState
+from holdd.io.listener import ListenerStats
 
 #: Stream outages: a blip, a reconnect with backoff, a real outage.
 _GAP_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
@@ -162,6 +168,50 @@ class _CallApiCounters(Collector):
         for name, doc, labels, _attr in _CALLAPI_COUNTERS:
             yield CounterMetricFamily(name, doc, labels=labels)
         yield CounterMetricFamily("holdd_callapi_bad_list_entries", "")
+
+
+class _HttpCounters(Collector):
+    """The HTTP listeners' connections and the webhook's requests
+    (io/listener.py `ListenerStats`, io/webhook.py `counts`), read at scrape time."""
+
+    def __init__(self) -> None:
+        self.listeners: dict[str, ListenerStats] = {}
+        self.webhook: Mapping[str, int] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        open_now, closed, webhook = self._families()
+        for name, stats in sorted(self.listeners.items()):
+            open_now.add_metric([name], stats.open)
+            for reason, count in sorted(stats.closed.items()):
+                closed.add_metric([name, reason], count)
+        for outcome, count in sorted(self.webhook.items()):
+            webhook.add_metric([outcome], count)
+        return (open_now, closed, webhook)
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "holdd_http_connections",
+                "Connections open on each HTTP listener (http: probes, webhook).",
+                labels=["listener"],
+            ),
+            CounterMetricFamily(
+                "holdd_http_connections_closed",
+                "Connections holdd closed, by listener and reason (header_timeout, evicted,"
+                " over_limit, bad_request).",
+                labels=["listener", "reason"],
+            ),
+            CounterMetricFamily(
+                "holdd_webhook_requests",
+                "Webhook requests by outcome (accepted, unauthorized, bad_request, too_large,"
+                " body_timeout, read_error, busy).",
+                labels=["outcome"],
+            ),
+        )
 
 
 class Metrics:
@@ -293,6 +343,8 @@ class Metrics:
             ["action", "reason"],
             registry=r,
         )
+        self._http = _HttpCounters()
+        r.register(self._http)
 
     # -- recording helpers (one per thing the daemon observes) ---------------
 
@@ -386,6 +438,14 @@ class Metrics:
     def track_callapi(self, stats: ClientStats) -> None:
         """Export the Call API client's counters (`CallApiClient.stats`)."""
         self._callapi.stats = stats
+
+    def track_listener(self, name: str, stats: ListenerStats) -> None:
+        """Export an HTTP listener's connections (`Listener.stats`) as `listener=name`."""
+        self._http.listeners[name] = stats
+
+    def track_webhook(self, counts: Mapping[str, int]) -> None:
+        """Export the webhook's requests by outcome (`WebhookReceiver.counts`)."""
+        self._http.webhook = counts
 
     def track_calls(self, counts: CallCounts) -> None:
         """Report `holdd_calls{state}` from `counts()` (e.g. `CallTable.counts`) at scrape time."""

@@ -2,6 +2,11 @@
 the notification stream, the webhook, resync with `list.calls`, timers,
 sweeping and pruning. Each only produces inputs for the daemon's queue (or
 answers a probe); none changes state itself (docs/architecture.md).
+
+Both HTTP listeners are io/listener.py `Listener`s with the `[http]` guards;
+while they run, the loop's exception handler is io/throttled.py's
+`LoopErrorLog` (an accept() failing with EMFILE is logged once a minute, not
+once a retry).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from holdd.core.rules.driver import Timer, TimerKind
 from holdd.io import sdnotify
 from holdd.io.http import HttpServer
 from holdd.io.inputs import Adopt, Frame, Snapshot, TimerDue
+from holdd.io.listener import Limits, Listener
 from holdd.io.notify import NotifyListener
 from holdd.io.store.postgres import LeaseLost, PgStore
+from holdd.io.throttled import LoopErrorLog
 from holdd.io.webhook import MAX_BODY, WebhookReceiver
 
 if TYPE_CHECKING:
@@ -61,6 +68,13 @@ class Services:
         self._seq = 0
         self._timers_changed = asyncio.Event()
         self._parked_delays = _parked_backoff()
+        self.loop_errors = LoopErrorLog()
+
+    @property
+    def limits(self) -> Limits:
+        """`[http] header_timeout`, `body_timeout`, `connection_limit`."""
+        s = self.d.settings
+        return Limits(s.http_header_timeout, s.http_body_timeout, s.http_connection_limit)
 
     # -- the whole set ---------------------------------------------------------------
 
@@ -119,7 +133,10 @@ class Services:
             },
             host=host,
             port=port,
+            limits=self.limits,
         )
+        d.metrics.track_listener("http", self.http.stats)
+        self.loop_errors.install()
         try:
             await self.http.start()
         except OSError as exc:
@@ -137,8 +154,11 @@ class Services:
         return True
 
     async def stop_http(self) -> None:
-        if self.http is not None:
-            await self.http.stop()
+        try:
+            if self.http is not None:
+                await self.http.stop()
+        finally:
+            self.loop_errors.uninstall()
 
     def _ready_notify(self) -> tuple[bool, str]:
         if self.listener is not None and self.listener.connected.is_set():
@@ -199,26 +219,34 @@ class Services:
         assert settings.webhook_listen is not None  # noqa: S101 - checked by the caller
         assert settings.webhook_secret is not None  # noqa: S101
         queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue(10_000)
+        limits = self.limits
         self.webhook = WebhookReceiver(
-            settings.webhook_path, settings.webhook_secret.reveal(), queue
+            settings.webhook_path,
+            settings.webhook_secret.reveal(),
+            queue,
+            body_timeout=limits.body_timeout,
         )
+        d.metrics.track_webhook(self.webhook.counts)
         app = web.Application(client_max_size=MAX_BODY)
         self.webhook.routes(app)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
+        listener = Listener(app, "webhook", limits)
+        d.metrics.track_listener("webhook", listener.stats)
+        host, port = settings.webhook_listen
+        await listener.start(host, port)
         try:
-            host, port = settings.webhook_listen
-            await web.TCPSite(runner, host, port).start()
-            bound = runner.addresses[0]
-            self.webhook_address = (str(bound[0]), int(bound[1]))
+            self.webhook_address = listener.address
             d.log.info(
-                "webhook_listening", host=bound[0], port=bound[1], path=settings.webhook_path
+                "webhook_listening",
+                host=self.webhook_address[0],
+                port=self.webhook_address[1],
+                path=settings.webhook_path,
             )
             while True:
                 source, payload = await queue.get()
                 await d.submit(Frame(payload, source))
         finally:
-            await runner.cleanup()
+            await listener.stop()
+            self.webhook.close()
 
     async def _resync(self) -> None:
         """Reconcile with `list.calls` at start, after every reconnect, on a
