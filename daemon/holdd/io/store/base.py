@@ -1,8 +1,10 @@
 """The store interface: what the daemon needs of durable state (shell).
 
-`SqliteStore` (io/store/sqlite.py, the embedded default) and `MemoryStore`
-(io/store/memory.py: tests, benchmarks) implement it; a PostgreSQL store shared
-by several instances is meant to follow behind the same methods. The contract
+`StateDb` (io/store/sqlite.py, the embedded default), `PgStore`
+(io/store/postgres.py: one PostgreSQL database shared by several instances,
+which adds leases, `heartbeat` and `take_resync`) and `MemoryStore`
+(io/store/memory.py: tests, benchmarks) implement it. The daemon calls it
+from one thread of its own, one call at a time. The contract
 (docs/architecture.md):
 
 * `commit(ops)` writes one input's (or one loop turn's) operations in one
