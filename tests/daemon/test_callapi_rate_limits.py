@@ -171,3 +171,17 @@ def test_limit_exceeded_without_a_reset_waits_for_the_last_known_reset_aged() ->
     assert gate.blocked_until == pytest.approx(120.0)
     # A window it has heard nothing of falls back to the flat wait.
     assert gate.block("day", None) == Pacing().day_fallback
+
+
+def test_instances_sharing_the_account_each_spend_their_share() -> None:
+    """Several instances on one shared store (docs/operations.md "Several
+    instances"): the points left are the account's, so with three live
+    instances each spaces its requests three times as far apart."""
+    now = [100.0]
+    alone, shared = RateGate(Pacing(), lambda: now[0]), RateGate(Pacing(), lambda: now[0])
+    shared.instances = 3
+    for gate in (alone, shared):
+        gate.observe(Limits(minute_limit=100, minute_remaining=4, minute_reset=2))
+        gate.reserve("x", None)
+    assert alone.reserve("x", None) == 0.5
+    assert shared.reserve("x", None) == 1.5

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import orjson
 
 from holdd.sim.server import Simulator
 from support.chaos import Kind, Traffic, verdict
@@ -225,3 +226,56 @@ async def test_postgresql_down_sends_nothing_then_holds_once(
         assert await a.stop() == 0
     [failed] = [e for e in a.events() if e["event"] == "state_write_failed"]
     assert PASSWORD not in str(failed)
+
+
+SECRET = "wh-secret-several-0123456789"
+WEBHOOK = f'\n[webhook]\nlisten = "127.0.0.1:0"\npath = "/uis/notify"\nsecret = "{SECRET}"\n'
+
+
+async def test_a_call_only_a_dead_instance_heard_of_is_held_by_the_survivor(
+    sim: Simulator, pg: PgConfig, tmp_path: Path
+) -> None:
+    """A load balancer spreads UIS's webhook posts: the only notification of a
+    call goes to an instance that dies before it acts. The survivor takes
+    the dead one's work over, lists the calls, and holds it."""
+    processes = []
+    for name in ("a", "b"):
+        directory = tmp_path / name
+        directory.mkdir()
+        text = config_text(sim, stream=False, log_format="json", timeout="1s")
+        text += WEBHOOK + pg.state(lease="2s", instance=f"host-{name}")
+        processes.append(DaemonProcess(write_config(directory, text, RULES)))
+    a, b = processes
+    for p in processes:
+        await p.start()
+        await p.wait_event(lambda e: e["event"] == "resync_done")
+    [listening] = [e for e in a.events() if e["event"] == "webhook_listening"]
+    try:
+        a.send(signal.SIGSTOP)  # a hangs with the post in its socket, then dies
+        csid = await sim.start_call(direction="in", contact_phone_number="79260000301")
+        await sim.answer(csid)
+        body = {
+            "notification_name": "Начало разговора",
+            "notification_mnemonic": "talk_started",
+            "call_session_id": csid,
+            "direction": "in",
+            "contact_phone_number": "79260000301",
+            "secret": SECRET,
+        }
+        # Handed to the kernel of a's socket: a never reads it.
+        payload = orjson.dumps(body)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", listening["port"])
+        writer.write(
+            b"POST /uis/notify HTTP/1.1\r\nHost: holdd\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        await writer.drain()
+        assert await a.stop(signal.SIGKILL) == -signal.SIGKILL
+        writer.close()
+        await b.wait_event(lambda e: e["event"] == "instance_work_adopted", 20)
+        await b.wait_event(lambda e: e["event"] == "hold_sent" and e["call_session_id"] == csid, 20)
+        assert holds(sim, csid) == 1
+    finally:
+        await a.kill()
+        assert await b.stop() == 0

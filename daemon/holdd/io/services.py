@@ -414,9 +414,8 @@ class Services:
                 d.metrics.adopted.labels("claim").inc(len(adopted.claims))
                 d.metrics.adopted.labels("timer").inc(len(adopted.timers))
                 await d.submit(Adopt(adopted))
-                if adopted.claims:
-                    # Their claims are settled by a listing taken after this.
-                    asyncio.get_running_loop().call_later(
-                        adopted.settle_in + 0.05, self.want_resync
-                    )
+                # A listing taken after `settle_in` settles their claims, and
+                # finds the calls that only the dead instance heard of (a load
+                # balancer spreads the webhook posts): the rules act on them here.
+                asyncio.get_running_loop().call_later(adopted.settle_in + 0.05, self.want_resync)
             await asyncio.sleep(every)
