@@ -19,6 +19,7 @@ from holdd.core.hold_policy import Result, Verdict
 from holdd.core.machine import Machine
 from holdd.core.records import (
     AddTrace,
+    Adopted,
     CallRecord,
     Claim,
     DeleteCall,
@@ -600,3 +601,81 @@ def test_sweep_forgets_cooldowns_older_than_the_longest_cooldown(tmp_path: Path)
     assert m.cooldowns.last_fired("vip", decision.contact) == 1.0  # still running
     m.sweep(3602.0)
     assert m.cooldowns.last_fired("vip", decision.contact) is None
+
+
+# -- several instances (a shared store) ---------------------------------------------
+
+LIMITED = """
+[[rule]]
+name = "once"
+[rule.match]
+direction = "in"
+[rule.hold]
+media = "2034"
+[rule.limit]
+cooldown = "1h"
+"""
+
+
+def test_a_claim_another_instance_won_starts_its_cooldown_here_too(tmp_path: Path) -> None:
+    m = machine(tmp_path, LIMITED)
+    first = {
+        "call_session_id": 1,
+        "notification_name": TALK_STARTED,
+        "direction": "in",
+        "contact_phone_number": "+7 (903) 123-45-67",
+    }
+    m.notifications(decode(json.dumps(first, ensure_ascii=False)), "ws", 100.0)
+    m.claim_refused((1, "once", "hold"), 100.0)
+    # The same caller again, on this instance: the rule is in its cooldown.
+    again = {**first, "call_session_id": 2}
+    out = m.notifications(decode(json.dumps(again, ensure_ascii=False)), "ws", 130.0)
+    assert out.sends == []
+    assert m.cooldowns.last_fired("once", "79031234567") == 100.0
+
+
+def test_cooldowns_other_instances_recorded_apply_here(tmp_path: Path) -> None:
+    m = machine(tmp_path, LIMITED)
+    m.cooldowns_seen([("once", "79031234567", 90.0)])
+    call = {
+        "call_session_id": 3,
+        "notification_name": TALK_STARTED,
+        "direction": "in",
+        "contact_phone_number": "79031234567",
+    }
+    out = m.notifications(decode(json.dumps(call, ensure_ascii=False)), "ws", 100.0)
+    assert out.sends == []
+
+
+def test_adopted_claims_wait_for_a_listing_taken_after_settle_in(tmp_path: Path) -> None:
+    """An instance died with a hold in flight: the survivor settles its claim
+    like a restart would, but only with a listing taken once the dead one's
+    request can no longer land; its unhold timer is armed here."""
+    m = machine(tmp_path)
+    m.snapshot([], 99.0, 99.0)  # running: the first resync is behind it
+    timer = Timer(TimerKind.UNHOLD, 2, "vip", 150.0, 1)
+    adopted = Adopted(
+        calls=[record(1, VIP, 50.0, CallState.TALK), record(2, VIP, 50.0, CallState.HOLD)],
+        claims=[Claim(1, "vip", "hold", 60.0, owner="dead")],
+        timers=[timer],
+        instances=["dead"],
+        settle_in=3.0,
+    )
+    out = m.adopt(adopted, 100.0)
+    assert Arm(timer) in out.timers
+    assert log(out, "instance_work_adopted").fields == {
+        "instances": ["dead"],
+        "claims": 1,
+        "timers": 1,
+        "settle_in": 3.0,
+    }
+    # A listing taken before 103 says nothing of the dead one's request.
+    early = m.snapshot([Listed(1, CallState.TALK), Listed(2, CallState.HOLD)], 102.0, 102.5)
+    assert early.sends == [] and "claim_released" not in events(early)
+    assert m.unsettled and m.book.claimed((1, "vip", "hold"))
+    # One taken after it: the call still talks, so the hold never took; sent once.
+    late = m.snapshot([Listed(1, CallState.TALK), Listed(2, CallState.HOLD)], 103.5, 103.5)
+    assert "claim_released" in events(late)
+    assert [s.decision.call_session_id for s in late.sends if isinstance(s, SendHold)] == [1]
+    assert not m.unsettled
+    assert m.timer_due(timer, 150.0).sends == [SendUnhold(2, "vip", 1)]

@@ -66,6 +66,7 @@ from holdd.core.rules.driver import (
 )
 from holdd.core.rules.engine import Decision, Evaluation, RuleEngine
 from holdd.core.rules.model import Rule, RuleSet
+from holdd.core.rules.patterns import digits
 from holdd.core.states import CallState
 from holdd.core.throttle import Throttle
 from holdd.core.verdicts import describe_evaluation
@@ -224,6 +225,12 @@ class Machine:
         if action in HOLDS:
             self.claims.pop(key, None)
             self.book.mark_fired(csid, rule)
+            # Another instance acts on this call: its rule's cooldown runs
+            # here too from now (its own record reaches the others later).
+            found, call = self.rule(rule), self.table.get(csid)
+            if found is not None and found.cooldown is not None and call is not None:
+                contact = digits(str(call.fields.get("contact_phone_number") or ""))
+                self.cooldowns.record_cooldown(rule, contact, now)
         else:
             self.claims[key] = Claim(csid, rule, action, now, result="claimed_before")
         event = "unhold_skipped" if action == "unhold" else "hold_skipped"
