@@ -203,15 +203,17 @@ class Daemon:
         try:
             restored = await self._load(store)
         except StoreError as exc:
-            self.log.error("state_unusable", **where_fields(self.settings), error=str(exc))
-            restored = None
-        if restored is None:
+            # Unreachable just now: systemd starts holdd again (75); anything
+            # else a restart cannot fix (78).
+            unreachable = isinstance(exc, StoreUnavailable)
+            event = "state_unreachable" if unreachable else "state_unusable"
+            self.log.error(event, **where_fields(self.settings), error=str(exc))
             for sig in signals:
                 asyncio.get_running_loop().remove_signal_handler(sig)
             if owned:
                 await self.in_store(store.close)
             self._store_thread.shutdown(wait=False)
-            return EX_TEMPFAIL
+            return EX_TEMPFAIL if unreachable else EX_CONFIG
         try:
             if not await self.services.start_http():
                 return EX_CONFIG
