@@ -163,7 +163,9 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
 
 
-async def _e2e(calls: int, paced: int, rounds: int, pg_state: str | None) -> list[e2e.Contender]:
+async def _e2e(
+    calls: int, paced: int, rounds: int, pg_state: str | None, pg_reset: Callable[[], None]
+) -> list[e2e.Contender]:
     """Each contender `rounds` times, in turns; the round with the most holds/s of each."""
     best: list[e2e.Contender] = []
     for _ in range(rounds):
@@ -173,6 +175,9 @@ async def _e2e(calls: int, paced: int, rounds: int, pg_state: str | None) -> lis
             await e2e.run_daemon(calls, paced, 100, sqlite=False),
         ]
         if pg_state is not None:
+            # An empty database each round, as SQLite gets a new file: the
+            # simulator numbers its calls the same way every time.
+            pg_reset()
             results.append(await e2e.run_daemon(calls, paced, 100, sqlite=False, state=pg_state))
         if not best:
             best = results
@@ -221,8 +226,10 @@ def daemon_profile(calls: int) -> list[str]:
 
 
 def e2e_section(calls: int, paced: int, rounds: int = 2) -> list[str]:
-    with pg_cluster() as (pg_state, pg_note):
-        relay, sqlite, memory_only, *pg = asyncio.run(_e2e(calls, paced, rounds, pg_state))
+    with pg_cluster() as (pg_state, pg_note, pg_reset):
+        relay, sqlite, memory_only, *pg = asyncio.run(
+            _e2e(calls, paced, rounds, pg_state, pg_reset)
+        )
     rows = []
     relay_p50 = e2e.percentile(relay.paced_latencies, 50)
     for c in (relay, sqlite, memory_only, *pg):
@@ -289,14 +296,14 @@ def e2e_section(calls: int, paced: int, rounds: int = 2) -> list[str]:
 
 
 @contextlib.contextmanager
-def pg_cluster() -> Iterator[tuple[str | None, str]]:
+def pg_cluster() -> Iterator[tuple[str | None, str, Callable[[], None]]]:
     """A throwaway PostgreSQL cluster (fsync on, like SQLite's FULL) for the
     shared-store row: the `[state]` section pointing at it, and how it runs."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from support.postgres import PASSWORD, Cluster, binaries
 
     if binaries() is None:
-        yield None, "PostgreSQL server binaries not installed: no shared-store row"
+        yield None, "PostgreSQL server binaries not installed: no shared-store row", lambda: None
         return
     base = Path(tempfile.mkdtemp(prefix="holdd-bench-pg-"))
     try:
@@ -307,6 +314,7 @@ def pg_cluster() -> Iterator[tuple[str | None, str]]:
             yield (
                 f'[state]\nurl = "{cluster.url}"\npassword_file = "{secret}"\n',
                 "PostgreSQL 15 on 127.0.0.1 (fsync on, synchronous_commit on), one instance",
+                cluster.reset,
             )
         finally:
             cluster.stop()

@@ -380,15 +380,27 @@ class PgStore:
         started = self.monotonic()
         with self._transaction("commit") as cur:
             self._renew(cur)
-            for op in ops:
-                _sql, params = statement(op)
-                if isinstance(op, PutTimer):
-                    params = (*params[:5], bool(params[5]))
-                if isinstance(op, _OWNED):
-                    params = (*params, self.instance)
-                cur.execute(_PG[type(op)], params)
-                if isinstance(op, PutClaim) and cur.fetchone() is None:
+            conn = cur.connection
+            claims: list[tuple[PutClaim, psycopg.Cursor[Any]]] = []
+            # Pipeline mode: the statements go out back to back, not one
+            # round trip each; each claim's RETURNING is read at the end.
+            with conn.pipeline():
+                for op in ops:
+                    _sql, params = statement(op)
+                    if isinstance(op, PutTimer):
+                        params = (*params[:5], bool(params[5]))
+                    if isinstance(op, _OWNED):
+                        params = (*params, self.instance)
+                    if isinstance(op, PutClaim):
+                        claim_cur = conn.cursor()
+                        claim_cur.execute(_PG[PutClaim], params)
+                        claims.append((op, claim_cur))
+                    else:
+                        cur.execute(_PG[type(op)], params)
+            for op, claim_cur in claims:
+                if claim_cur.fetchone() is None:
                     refused.add(op.claim.key)
+                claim_cur.close()
         self.lease_confirmed = started
         self.commits += 1
         return refused
