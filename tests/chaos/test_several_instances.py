@@ -23,7 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from support.chaos import RULES, ChaosFaults, Kind, Traffic, chaos_simulator, until, verdict
+from support.chaos import (
+    RULES,
+    ChaosFaults,
+    Kind,
+    Traffic,
+    chaos_simulator,
+    until,
+    verdict,
+    with_unhold,
+)
 from support.config import config_text, write_config
 from support.postgres import PASSWORD, PgConfig
 from support.process import DaemonProcess
@@ -34,12 +43,8 @@ INSTANCES = 3
 KILLS = 6
 LEASE = 2.0
 UNHOLD_AFTER = 2.0
-#: The vip rule of the chaos rules, with an unhold.
-SEVERAL_RULES = RULES.replace(
-    '[rule.hold]\nmedia = "2034"\n',
-    f'[rule.hold]\nmedia = "2034"\n[rule.then]\nunhold_after = "{UNHOLD_AFTER:g}s"\n',
-    1,
-)
+#: The chaos rules, the vip one unholding after UNHOLD_AFTER.
+SEVERAL_RULES = with_unhold(RULES, UNHOLD_AFTER)
 
 
 def when(event: dict[str, object]) -> float:

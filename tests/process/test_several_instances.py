@@ -26,31 +26,14 @@ import aiohttp
 import orjson
 
 from holdd.sim.server import Simulator
-from support.chaos import Kind, Traffic, verdict
+from support.chaos import RULES as CHAOS_RULES
+from support.chaos import Kind, Traffic, verdict, with_unhold
 from support.config import config_text, write_config
 from support.postgres import PASSWORD, PgConfig
 from support.process import PACKAGE_ROOT, DaemonProcess
 
 UNHOLD_AFTER = 1.5
-RULES = f"""
-[[rule]]
-name = "vip-now"
-[rule.match]
-direction = "in"
-contact_phone_number = "7926*"
-[rule.hold]
-media = "2034"
-[rule.then]
-unhold_after = "{UNHOLD_AFTER:g}s"
-
-[[rule]]
-name = "sales-after"
-after = "1s"
-[rule.match]
-contact_phone_number = ["re:^7903\\\\d{{7}}$"]
-[rule.hold]
-media = "2561"
-"""
+RULES = with_unhold(CHAOS_RULES, UNHOLD_AFTER)
 
 
 def instance_config(sim: Simulator, pg: PgConfig, directory: Path, name: str) -> Path:

@@ -55,6 +55,13 @@ media = "2561"
 """
 
 
+def with_unhold(rules: str, after: float) -> str:
+    """`rules` with the first rule (vip-now) unholding `after` seconds on hold."""
+    hold = '[rule.hold]\nmedia = "2034"\n'
+    assert hold in rules
+    return rules.replace(hold, f'{hold}[rule.then]\nunhold_after = "{after:g}s"\n', 1)
+
+
 class Kind(StrEnum):
     NOW = "matches the rule without after"
     AFTER = "matches the rule with after"

@@ -24,7 +24,7 @@ from holdd.core.calls import ActiveSession, Call
 from holdd.core.claims import HOLDS
 from holdd.core.commands import Arm, Commands
 from holdd.core.hold_policy import Result, Verdict
-from holdd.core.records import Adopted, Claim, DropTimer, PutTimer, Restored
+from holdd.core.records import Adopted, CallRecord, Claim, DropTimer, PutTimer, Restored
 from holdd.core.rules.driver import Timer, TimerKind
 from holdd.core.rules.engine import Decision, RuleEngine
 from holdd.core.states import TALKING, CallState
@@ -88,23 +88,29 @@ def settle_claims(
     return recheck
 
 
+def put_back(machine: Machine, record: CallRecord, now: float) -> Call:
+    """One call as the store kept it, with the rules that acted on it."""
+    call = machine.table.restore(
+        record.call_session_id,
+        record.state,
+        record.episode,
+        record.talk_started_at,
+        now,
+        record.fields,
+    )
+    call.fired = tuple(record.fired)
+    call.decided = record.decided_episode or 0
+    if record.acted_episode is not None:
+        machine.driver.agenda.acted[call.call_session_id] = record.acted_episode
+    return call
+
+
 def restore_state(machine: Machine, state: Restored, now: float, out: Commands) -> None:
     """Put back what the store kept: calls (with the rules that acted on
     them), claims, cooldowns, and the timers of calls still known."""
     agenda = machine.driver.agenda
     for record in state.calls:
-        call = machine.table.restore(
-            record.call_session_id,
-            record.state,
-            record.episode,
-            record.talk_started_at,
-            now,
-            record.fields,
-        )
-        call.fired = tuple(record.fired)
-        call.decided = record.decided_episode or 0
-        if record.acted_episode is not None:
-            agenda.acted[call.call_session_id] = record.acted_episode
+        call = put_back(machine, record, now)
         machine.restored.add(call.call_session_id)
     for claim in state.claims:
         if claim.result is None:
@@ -135,18 +141,7 @@ def adopt_work(machine: Machine, adopted: Adopted, now: float, out: Commands) ->
     agenda = machine.driver.agenda
     for record in adopted.calls:
         if machine.table.get(record.call_session_id) is None:
-            call = machine.table.restore(
-                record.call_session_id,
-                record.state,
-                record.episode,
-                record.talk_started_at,
-                now,
-                record.fields,
-            )
-            call.fired = tuple(record.fired)
-            call.decided = record.decided_episode or 0
-            if record.acted_episode is not None:
-                agenda.acted[call.call_session_id] = record.acted_episode
+            put_back(machine, record, now)
     settle_at = now + adopted.settle_in
     for claim in adopted.claims:
         machine.claims[claim.key] = claim

@@ -48,7 +48,6 @@ from holdd.core.errors import StoreError
 from holdd.core.records import (
     AddTrace,
     Adopted,
-    CallRecord,
     Claim,
     ClaimKey,
     DeleteCall,
@@ -65,9 +64,8 @@ from holdd.core.records import (
     TraceKind,
 )
 from holdd.core.rules.driver import Timer, TimerKind
-from holdd.core.states import CallState
 from holdd.io.store.pgschema import MIGRATION_LOCK, PG_MIGRATIONS, PG_SCHEMA_VERSION
-from holdd.io.store.sql import statement
+from holdd.io.store.sql import call_record, statement
 from holdd.io.store.sqlite import Pruned, WriteObserver
 
 
@@ -350,7 +348,7 @@ class PgStore:
             f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_session_id = ANY(%s)",  # noqa: S608
             (ids,),
         )
-        calls = [_call(row) for row in cur.fetchall()]
+        calls = [call_record(row) for row in cur.fetchall()]
         # A request the dead instance sent just before its lease ran out lands
         # within its timeout: look no sooner than that past the expiry.
         since_expiry = min((ago for _i, ago in dead), default=0.0)
@@ -413,7 +411,7 @@ class PgStore:
         `heartbeat`), the timers, the running cooldowns."""
         with self._transaction("load") as cur:
             cur.execute(f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY call_session_id")  # noqa: S608
-            calls = [_call(row) for row in cur.fetchall()]
+            calls = [call_record(row) for row in cur.fetchall()]
             cur.execute(
                 f"SELECT {_CLAIM_COLUMNS} FROM claims c WHERE result IS NOT NULL"  # noqa: S608
                 " AND EXISTS (SELECT 1 FROM calls k WHERE k.call_session_id = c.call_session_id)"
@@ -518,21 +516,6 @@ class PgStore:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def _call(row: Sequence[Any]) -> CallRecord:
-    csid, episode, started, state, updated, fields, fired, acted, decided = row
-    return CallRecord(
-        csid,
-        episode,
-        started,
-        CallState(state),
-        updated,
-        orjson.loads(fields),
-        tuple(orjson.loads(fired)),
-        acted,
-        decided,
-    )
 
 
 def _timer(row: Sequence[Any]) -> Timer:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, assert_never
 
 import orjson
 
 from holdd.core.records import (
     AddTrace,
+    CallRecord,
     DeleteCall,
     DropTimer,
     FinishClaim,
@@ -20,6 +21,7 @@ from holdd.core.records import (
     StoreOp,
 )
 from holdd.core.rules.patterns import digits
+from holdd.core.states import CallState
 
 
 def statement(op: StoreOp) -> tuple[str, tuple[object, ...]]:
@@ -92,6 +94,23 @@ _RECORD_COOLDOWN = (
     "INSERT INTO cooldowns (rule, contact, fired_at) VALUES (?, ?, ?)"
     " ON CONFLICT (rule, contact) DO UPDATE SET fired_at = max(fired_at, excluded.fired_at)"
 )
+
+
+def call_record(row: Sequence[Any]) -> CallRecord:
+    """A `calls` row (call_session_id, episode, talk_started_at, state,
+    updated_at, fields, fired, acted_episode, decided_episode), either store's."""
+    csid, episode, started, state, updated, fields, fired, acted, decided = row
+    return CallRecord(
+        csid,
+        episode,
+        started,
+        CallState(state),
+        updated,
+        orjson.loads(fields),
+        tuple(orjson.loads(fired)),
+        acted,
+        decided,
+    )
 
 
 def as_json(payload: Mapping[str, Any]) -> str:

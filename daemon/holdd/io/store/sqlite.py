@@ -70,9 +70,8 @@ from holdd.core.records import (
 )
 from holdd.core.rules.driver import Timer, TimerKind
 from holdd.core.rules.patterns import digits
-from holdd.core.states import CallState
 from holdd.io.store.schema import MIGRATIONS, SCHEMA_VERSION
-from holdd.io.store.sql import statement
+from holdd.io.store.sql import call_record, statement
 
 
 class StateDbError(StoreError):
@@ -221,20 +220,7 @@ class StateDb:
             " fired, acted_episode, decided_episode FROM calls ORDER BY call_session_id",
             (),
         )
-        return [
-            CallRecord(
-                csid,
-                episode,
-                started,
-                CallState(state),
-                updated,
-                orjson.loads(fields),
-                tuple(orjson.loads(fired)),
-                acted,
-                decided,
-            )
-            for csid, episode, started, state, updated, fields, fired, acted, decided in rows
-        ]
+        return [call_record(row) for row in rows]
 
     def timers(self) -> list[Timer]:
         """Every pending timer, soonest first (episode -1: written by schema 1)."""
