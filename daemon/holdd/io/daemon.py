@@ -42,7 +42,7 @@ from holdd.io.services import Services
 from holdd.io.store.base import Store
 from holdd.io.store.opening import open_store, where_fields
 from holdd.io.store.postgres import LeaseLost, StoreUnavailable
-from holdd.io.store.sqlite import StateDbReplaced
+from holdd.io.store.sqlite import StateDbCorrupt, StateDbReplaced
 from holdd.io.webhook import WebhookReceiver
 
 #: sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop.
@@ -200,8 +200,13 @@ class Daemon:
             self._store_thread.shutdown(wait=False)
             return self._exit_code or EX_CONFIG
         self.store = store
+        failed_code = EX_TEMPFAIL
         try:
             restored = await self._load(store)
+        except StateDbCorrupt as exc:
+            # A restart would read the same damaged pages: a person must act.
+            self._log_corrupt(exc)
+            restored, failed_code = None, EX_CONFIG
         except StoreError as exc:
             self.log.error("state_unusable", **where_fields(self.settings), error=str(exc))
             restored = None
@@ -211,7 +216,7 @@ class Daemon:
             if owned:
                 await self.in_store(store.close)
             self._store_thread.shutdown(wait=False)
-            return EX_TEMPFAIL
+            return failed_code
         try:
             if not await self.services.start_http():
                 return EX_CONFIG
@@ -434,14 +439,16 @@ class Daemon:
         request, no log line - is carried out before, so nothing is sent
         without its durable claim, and nothing the machine decided is lost.
         Meanwhile the loop takes no input: the stream's reading pauses and
-        the webhook answers 503 (backpressure), /readyz says why.
+        the webhook answers 503 (backpressure), /readyz says why. A store
+        that no trying can mend (the file deleted, replaced or damaged, the
+        lease lost) stops holdd instead (`store_lost`).
         """
         assert self.store is not None  # noqa: S101 - the caller checked
         delays = full_jitter(0.2, 5.0)
         while True:
             try:
                 refused = await self.in_store(self.store.commit, ops)
-            except (StateDbReplaced, LeaseLost) as exc:
+            except (StateDbReplaced, StateDbCorrupt, LeaseLost) as exc:
                 self.store_lost(exc, sends)
                 return None
             except StoreError as exc:
@@ -492,6 +499,12 @@ class Daemon:
             self._exit_code = EX_TEMPFAIL
             self.request_stop("lease_lost")
             return
+        if isinstance(exc, StateDbCorrupt):
+            # No write will take, and a restart would find the same damage.
+            self._log_corrupt(exc, requests_not_sent=sends)
+            self._exit_code = EX_CONFIG
+            self.request_stop("state_corrupt")
+            return
         # Someone deleted or swapped the file: a restart on an empty ledger
         # could act on calls again, so a person must look (no restart).
         self.log.error(
@@ -502,6 +515,16 @@ class Daemon:
         )
         self._exit_code = EX_CONFIG
         self.request_stop("state_replaced")
+
+    def _log_corrupt(self, exc: StoreError, **fields: object) -> None:
+        self.log.error(
+            "state_corrupt",
+            **where_fields(self.settings),
+            error=str(exc),
+            **fields,
+            hint="stop holdd; restore the state database from a backup, or move it (with its"
+            " -wal and -shm files) away to start with an empty state, then start holdd",
+        )
 
     def _count(self, name: str, labels: tuple[str, ...]) -> None:
         if name == "notification":
