@@ -322,14 +322,20 @@ class Daemon:
             on_unhold=lambda c, r, v: self.submit(UnholdDone(c, r, v)),
             on_retry=self.metrics.retried,
             deadline=s.action_deadline,
+            # Enough to keep every connection busy while some holds sleep out
+            # a retry's backoff; a flood waits in the runner's FIFO, not as tasks.
+            workers=2 * s.max_connections,
         )
+        self.metrics.track_actions(self.runner)
 
     async def _drain(self) -> None:
         """Requests in flight get `stop_timeout`; their results are recorded."""
         assert self.runner is not None  # noqa: S101 - wired before serving
         left = await self.runner.drain(within=self.stop_timeout)
-        if left:
-            self.log.warning("holdd_stop_abandoned_requests", count=left)
+        if left.total:
+            self.log.warning(
+                "holdd_stop_abandoned_requests", count=left.total, not_started=left.not_started
+            )
         await self._turn()
 
     async def _loop(self) -> None:
