@@ -1,4 +1,5 @@
-"""What the tests share, in one place: the simulator (sim), holdd.toml and
+"""What the tests share, in one place: the simulator (sim; as a `holdd sim`
+process of its own: simproc), holdd.toml and
 rule files (config), the captured log (logs), the daemon in the test's own
 loop (inproc) or as a `holdd run` subprocess (process), a fake systemd
 (systemd), the Call API client and runner harness (callapi) and the chaos

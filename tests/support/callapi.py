@@ -114,6 +114,7 @@ class Harness:
         backoff: Callable[[], Iterator[float]] = FAST,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        workers: int = 20,
     ) -> None:
         self.client = client
         self.machine = Machine(RuleSet(), DEFAULT_EVENT_NAMES)
@@ -134,6 +135,7 @@ class Harness:
             backoff=backoff,
             sleep=sleep,
             monotonic=monotonic,
+            workers=workers,
         )
 
     def submit(self, decision: Decision) -> None:

@@ -4,6 +4,8 @@
     ├── ConfigError            a config or rule file cannot be used (carries every Problem)
     ├── StoreError             the state store cannot be opened, read or written
     │   └── StateDbError       ... the SQLite file (io/store/sqlite.py)
+    │       ├── StateDbReplaced  deleted or replaced under the running daemon
+    │       └── StateDbCorrupt   its content damaged (malformed, not a database)
     └── CallApiFailure         a Call API request did not succeed (callapi/failures.py)
         ├── CallApiError       the API answered with a JSON-RPC error; one subclass
         │                      per policy (ServerFault, RequestRefused, TokenRejected,

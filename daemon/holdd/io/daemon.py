@@ -42,7 +42,7 @@ from holdd.io.services import Services
 from holdd.io.store.base import Store
 from holdd.io.store.opening import open_store, where_fields
 from holdd.io.store.postgres import LeaseLost, StoreUnavailable
-from holdd.io.store.sqlite import StateDbReplaced
+from holdd.io.store.sqlite import StateDbCorrupt, StateDbReplaced
 from holdd.io.webhook import WebhookReceiver
 
 #: sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop.
@@ -203,17 +203,23 @@ class Daemon:
         try:
             restored = await self._load(store)
         except StoreError as exc:
-            # Unreachable just now: systemd starts holdd again (75); anything
-            # else a restart cannot fix (78).
-            unreachable = isinstance(exc, StoreUnavailable)
-            event = "state_unreachable" if unreachable else "state_unusable"
-            self.log.error(event, **where_fields(self.settings), error=str(exc))
+            if isinstance(exc, StateDbCorrupt):
+                # A restart would read the same damaged pages: a person must act.
+                self._log_corrupt(exc)
+                code = EX_CONFIG
+            else:
+                # Unreachable just now: systemd starts holdd again (75); anything
+                # else a restart cannot fix (78).
+                unreachable = isinstance(exc, StoreUnavailable)
+                event = "state_unreachable" if unreachable else "state_unusable"
+                self.log.error(event, **where_fields(self.settings), error=str(exc))
+                code = EX_TEMPFAIL if unreachable else EX_CONFIG
             for sig in signals:
                 asyncio.get_running_loop().remove_signal_handler(sig)
             if owned:
                 await self.in_store(store.close)
             self._store_thread.shutdown(wait=False)
-            return EX_TEMPFAIL if unreachable else EX_CONFIG
+            return code
         try:
             if not await self.services.start_http():
                 return EX_CONFIG
@@ -319,14 +325,20 @@ class Daemon:
             on_unhold=lambda c, r, v: self.submit(UnholdDone(c, r, v)),
             on_retry=self.metrics.retried,
             deadline=s.action_deadline,
+            # Enough to keep every connection busy while some holds sleep out
+            # a retry's backoff; a flood waits in the runner's FIFO, not as tasks.
+            workers=2 * s.max_connections,
         )
+        self.metrics.track_actions(self.runner)
 
     async def _drain(self) -> None:
         """Requests in flight get `stop_timeout`; their results are recorded."""
         assert self.runner is not None  # noqa: S101 - wired before serving
         left = await self.runner.drain(within=self.stop_timeout)
-        if left:
-            self.log.warning("holdd_stop_abandoned_requests", count=left)
+        if left.total:
+            self.log.warning(
+                "holdd_stop_abandoned_requests", count=left.total, not_started=left.not_started
+            )
         await self._turn()
 
     async def _loop(self) -> None:
@@ -436,14 +448,16 @@ class Daemon:
         request, no log line - is carried out before, so nothing is sent
         without its durable claim, and nothing the machine decided is lost.
         Meanwhile the loop takes no input: the stream's reading pauses and
-        the webhook answers 503 (backpressure), /readyz says why.
+        the webhook answers 503 (backpressure), /readyz says why. A store
+        that no trying can mend (the file deleted, replaced or damaged, the
+        lease lost) stops holdd instead (`store_lost`).
         """
         assert self.store is not None  # noqa: S101 - the caller checked
         delays = full_jitter(0.2, 5.0)
         while True:
             try:
                 refused = await self.in_store(self.store.commit, ops)
-            except (StateDbReplaced, LeaseLost) as exc:
+            except (StateDbReplaced, StateDbCorrupt, LeaseLost) as exc:
                 self.store_lost(exc, sends)
                 return None
             except StoreError as exc:
@@ -494,6 +508,12 @@ class Daemon:
             self._exit_code = EX_TEMPFAIL
             self.request_stop("lease_lost")
             return
+        if isinstance(exc, StateDbCorrupt):
+            # No write will take, and a restart would find the same damage.
+            self._log_corrupt(exc, requests_not_sent=sends)
+            self._exit_code = EX_CONFIG
+            self.request_stop("state_corrupt")
+            return
         # Someone deleted or swapped the file: a restart on an empty ledger
         # could act on calls again, so a person must look (no restart).
         self.log.error(
@@ -504,6 +524,16 @@ class Daemon:
         )
         self._exit_code = EX_CONFIG
         self.request_stop("state_replaced")
+
+    def _log_corrupt(self, exc: StoreError, **fields: object) -> None:
+        self.log.error(
+            "state_corrupt",
+            **where_fields(self.settings),
+            error=str(exc),
+            **fields,
+            hint="stop holdd; restore the state database from a backup, or move it (with its"
+            " -wal and -shm files) away to start with an empty state, then start holdd",
+        )
 
     def _count(self, name: str, labels: tuple[str, ...]) -> None:
         if name == "notification":

@@ -32,6 +32,7 @@ Metric reference (also in docs/operations.md):
     holdd_rules_last_reload_success_timestamp_seconds   when the active rules were loaded
     holdd_rules_reloads_total{result}                   reload attempts (ok | failed)
     holdd_ledger_write_seconds{op}                      histogram of state database writes
+    holdd_actions_queued                                holds / unholds waiting for a worker
     holdd_http_connections{listener}                    connections open on each HTTP listener
     holdd_http_connections_closed_total{listener,reason}  connections holdd closed (header
                                                         timeout, evicted, over the limit,
@@ -42,7 +43,7 @@ Metric reference (also in docs/operations.md):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -75,6 +76,13 @@ _WRITE_BUCKETS = (
 UNKNOWN_NAME_LABELS = 50
 
 CallCounts = Callable[[], Mapping[CallState, int]]
+
+
+class QueuedActions(Protocol):
+    """What `track_actions` reads of the runner."""
+
+    @property
+    def queued(self) -> int: ...
 
 
 class _CallsByState(Collector):
@@ -337,6 +345,11 @@ class Metrics:
             "How long the longest-waiting Call API request has waited for a connection.",
             registry=r,
         )
+        self.actions_queued = Gauge(
+            "holdd_actions_queued",
+            "Holds and unholds claimed and waiting for one of the runner's workers.",
+            registry=r,
+        )
         self.retries = Counter(
             "holdd_action_retries",
             "Call API requests of an action sent again (or looked up), by action and reason.",
@@ -434,6 +447,10 @@ class Metrics:
         self.input_queue.set_function(inputs)
         self.api_queue.set_function(api_waiting)
         self.api_queue_oldest.set_function(api_oldest_wait)
+
+    def track_actions(self, runner: QueuedActions) -> None:
+        """Read how many claimed actions wait for a worker (io/runner.py) at scrape time."""
+        self.actions_queued.set_function(lambda: runner.queued)
 
     def track_callapi(self, stats: ClientStats) -> None:
         """Export the Call API client's counters (`CallApiClient.stats`)."""

@@ -1,7 +1,14 @@
 """Executes the requests the machine asks for (shell).
 
-Each hold or unhold runs as a task kept in a set, so a slow API never stalls
-the notification stream. What to do next is the pure policy's call
+Holds and unholds wait in one FIFO and are carried out by a bounded pool of
+workers (`workers`; the daemon gives 2 x `[callapi] max_connections`): a
+worker is started when work arrives and none is idle, takes actions from the
+FIFO one at a time, and ends when the FIFO is empty. A slow API therefore
+never stalls the notification stream, and a flood of thousands of holds costs
+a queue entry each, not a task each (docs/operations.md section 10). More
+workers than connections keep every connection busy while some workers sleep
+out a retry's backoff. An action's deadline starts when a worker takes it.
+What to do next is the pure policy's call
 (core/hold_policy.py): this module only sends, looks up, sleeps, and turns
 the Call API client's exceptions into the policy's vocabulary. The verdict
 goes back to the daemon as an input to the machine, which records, logs and
@@ -14,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
@@ -56,6 +66,22 @@ HoldReport = Callable[[Decision, Verdict], Awaitable[None]]
 UnholdReport = Callable[[int, str, Verdict], Awaitable[None]]
 #: (action, reason) for every retry (the holdd_action_retries counter).
 RetryObserver = Callable[[str, str], None]
+#: One hold or unhold waiting for a worker.
+_Action = Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """What `drain` left at its bound: requests cancelled while a worker had
+    them, and actions still waiting for a worker (never sent). Both keep
+    their claims open; the next start settles them with `list.calls`."""
+
+    cancelled: int = 0
+    not_started: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.cancelled + self.not_started
 
 
 def default_backoff() -> Iterator[float]:
@@ -105,6 +131,7 @@ class Runner:
         on_unhold: UnholdReport,
         on_retry: RetryObserver = lambda _a, _r: None,
         deadline: float = 30.0,
+        workers: int = 20,
         backoff: Callable[[], Iterator[float]] = default_backoff,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -118,7 +145,16 @@ class Runner:
         self.backoff = backoff
         self.sleep = sleep
         self.monotonic = monotonic
+        #: The most actions carried out at once.
+        self.workers = workers
+        #: Actions whose claims are durable, oldest first, waiting for a worker.
+        self._queue: deque[_Action] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Workers not yet ended, counted by the worker itself as it ends: a
+        #: task whose done-callback has not run yet is not taken for idle.
+        self._active = 0
+        #: Actions a worker is carrying out.
+        self._running = 0
         #: The `list.calls` in flight for look-ups, and the one to follow it.
         self._current: asyncio.Task[list[ActiveCall]] | None = None
         self._next: asyncio.Task[list[ActiveCall]] | None = None
@@ -127,35 +163,59 @@ class Runner:
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        """Actions not settled yet: waiting for a worker, or being carried out."""
+        return len(self._queue) + self._running
+
+    @property
+    def queued(self) -> int:
+        """Actions waiting for a worker (`holdd_actions_queued`)."""
+        return len(self._queue)
 
     def hold(self, decision: Decision) -> None:
-        """Start sending the hold of `decision` (its claim is durable)."""
-        csid, rule = decision.call_session_id, decision.rule.name
-        self._start(self._hold(decision), f"hold-{csid}-{rule}")
+        """Send the hold of `decision` (its claim is durable) when a worker is free."""
+        self._enqueue(partial(self._hold, decision))
 
     def unhold(self, call_session_id: int, rule: str) -> None:
-        self._start(self._unhold(call_session_id, rule), f"unhold-{call_session_id}-{rule}")
+        self._enqueue(partial(self._unhold, call_session_id, rule))
 
-    async def drain(self, within: float) -> int:
-        """Wait up to `within` seconds for in-flight requests; return how many were left."""
-        if not self._tasks:
-            return 0
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=within)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+    async def drain(self, within: float) -> Abandoned:
+        """Let the workers go on for up to `within` seconds; then cancel
+        what they carry out and drop what still waits (its claim stays open)."""
+        left = Abandoned()
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=within)
+            left = Abandoned(cancelled=self._running, not_started=len(self._queue))
+            self._queue.clear()
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
         for listing in list(self._listings):
             listing.cancel()
         if self._listings:
             await asyncio.wait(set(self._listings))
-        return len(pending)
+        return left
 
-    def _start(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _enqueue(self, action: _Action) -> None:
+        self._queue.append(action)
+        if self._active < self.workers:
+            self._active += 1
+            task = asyncio.get_running_loop().create_task(self._work(), name="action-worker")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _work(self) -> None:
+        """One worker: the queued actions, oldest first, until none is left."""
+        try:
+            while self._queue:
+                action = self._queue.popleft()
+                self._running += 1
+                try:
+                    await action()
+                finally:
+                    self._running -= 1
+        finally:
+            self._active -= 1
 
     async def _hold(self, decision: Decision) -> None:
         csid, rule = decision.call_session_id, decision.rule.name
@@ -294,4 +354,4 @@ class Runner:
         )
 
 
-__all__ = ["Runner", "classify", "default_backoff"]
+__all__ = ["Abandoned", "Runner", "classify", "default_backoff"]

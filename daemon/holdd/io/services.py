@@ -30,6 +30,7 @@ from holdd.io.inputs import Adopt, Frame, Snapshot, TimerDue
 from holdd.io.listener import Limits, Listener
 from holdd.io.notify import NotifyListener
 from holdd.io.store.postgres import LeaseLost, PgStore
+from holdd.io.store.sqlite import StateDbCorrupt
 from holdd.io.throttled import LoopErrorLog
 from holdd.io.webhook import MAX_BODY, WebhookReceiver
 
@@ -381,6 +382,9 @@ class Services:
                     )
                 ).total:
                     total += pruned.total
+            except StateDbCorrupt as exc:
+                d.store_lost(exc, 0)  # damaged: holdd stops (exit 78)
+                return
             except StoreError as exc:
                 d.log.warning("state_prune_failed", error=str(exc))
             if total:

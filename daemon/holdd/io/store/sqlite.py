@@ -37,6 +37,13 @@ claimed again.
 A crash before 1 loses nothing that was sent. Hence no action is ever sent
 twice for one claim, and none is re-sent without a check.
 
+A write that fails is reported as `StateDbError` and the daemon tries it
+again (a full disk, a read-only file system and a lock all pass); a file
+whose content is damaged (SQLITE_CORRUPT, SQLITE_NOTADB) is `StateDbCorrupt`,
+on which the daemon stops with exit 78 instead: trying again cannot mend it,
+and a restart on it would only fail the same way (docs/operations.md
+`state_corrupt`).
+
 The schema is versioned with `PRAGMA user_version`: an older file is migrated
 in one transaction on open; a file written by a newer holdd is refused with a
 message saying so, never guessed at. The file is created with mode 0600
@@ -80,6 +87,19 @@ class StateDbError(StoreError):
 
 class StateDbReplaced(StateDbError):
     """The file was deleted or replaced under the running daemon."""
+
+
+class StateDbCorrupt(StateDbError):
+    """The file's content is damaged ("database disk image is malformed",
+    "file is not a database"): no write will succeed however often it is
+    tried, and nothing read from it can be trusted."""
+
+
+#: SQLite's primary result codes for a damaged file (the low byte of an
+#: extended code such as SQLITE_CORRUPT_INDEX). Python raises them as plain
+#: `sqlite3.DatabaseError`, never as the `OperationalError` of a full disk, a
+#: read-only file system or a lock, which pass.
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +334,15 @@ class StateDb:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StateDbError(f"state database {self.path}: read failed: {exc}") from exc
+            raise self._failed("read", exc) from exc
+
+    def _failed(self, op: str, exc: sqlite3.Error) -> StateDbError:
+        """The error for a failed `op`: StateDbCorrupt when the file is damaged."""
+        if _damaged(exc):
+            return StateDbCorrupt(
+                f"state database {self.path}: {op} failed: {exc} (the file is damaged)"
+            )
+        return StateDbError(f"state database {self.path}: {op} failed: {exc}")
 
     @contextmanager
     def _transaction(self, op: str) -> Iterator[None]:
@@ -322,7 +350,7 @@ class StateDb:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StateDbError(f"state database {self.path}: {op} failed: {exc}") from exc
+            raise self._failed(op, exc) from exc
         try:
             yield
             self._conn.execute("COMMIT")
@@ -332,10 +360,20 @@ class StateDb:
                 with suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise StateDbError(f"state database {self.path}: {op} failed: {exc}") from exc
+                raise self._failed(op, exc) from exc
             raise
         if self.on_write is not None:
             self.on_write(op, time.perf_counter() - start)
+
+
+def _damaged(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (
+        isinstance(exc, sqlite3.DatabaseError)
+        and not isinstance(exc, sqlite3.OperationalError)
+        and code is not None
+        and code & 0xFF in _DAMAGED
+    )
 
 
 def _with_episode(timer: Timer, episode: int) -> Timer:
