@@ -118,6 +118,19 @@ def baseline(msgs: list[bytes]) -> Callable[[], int]:
     return run
 
 
+def decode_only(msgs: list[bytes]) -> Callable[[], int]:
+    """The first step of the core path alone: each message to a `Decoded`."""
+
+    def run() -> int:
+        n = 0
+        for m in msgs:
+            n += len(decode(m).notifications)
+        assert n == len(msgs), n
+        return n
+
+    return run
+
+
 def core_path(msgs: list[bytes], engine: RuleEngine) -> Callable[[], int]:
     """What the daemon does with each message, without I/O: every decision to a sink."""
 
