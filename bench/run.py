@@ -2,8 +2,8 @@
 
 1. Ingest: N notifications (200,000 by default) through the full core path
    (decode, call table, 100 rules through the rule driver, each decision to
-   a null sink) against `orjson.loads` alone on the same messages; where
-   the time goes, from cProfile.
+   a null sink) and through decode alone, against `orjson.loads` alone on
+   the same messages; where the time goes, from cProfile.
 2. Rules: per-notification cost of the core path with 10, 100 and 1,000
    rules, as a ratio to 10 rules.
 3. End to end over real sockets: the simulator pushes talk notifications to
@@ -75,11 +75,17 @@ def ingest_section(n: int, n_rules: int) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         engines = {c: corepath.engine_with(Path(tmp), c) for c in (10, 100, 1000)}
     timings = interleaved(
-        3, {"baseline": corepath.baseline(msgs), "core": corepath.core_path(msgs, engines[100])}
+        3,
+        {
+            "baseline": corepath.baseline(msgs),
+            "decode": corepath.decode_only(msgs),
+            "core": corepath.core_path(msgs, engines[100]),
+        },
     )
     base_s, base_n = timings["baseline"]
+    decode_s, decode_n = timings["decode"]
     core_s, core_n = timings["core"]
-    base_rate, core_rate = base_n / base_s, core_n / core_s
+    base_rate, decode_rate, core_rate = base_n / base_s, decode_n / decode_s, core_n / core_s
     ratio = core_rate / base_rate
     FIGURES.update(ingest_rate=core_rate, ingest_ratio=ratio, orjson_rate=base_rate)
     lines = [
@@ -96,6 +102,12 @@ def ingest_section(n: int, n_rules: int) -> list[str]:
                     f"{base_rate:,.0f}",
                     f"{1e6 / base_rate:.2f}",
                     "1.00",
+                ],
+                [
+                    "decode only (`core/events.py`)",
+                    f"{decode_rate:,.0f}",
+                    f"{1e6 / decode_rate:.2f}",
+                    f"{decode_rate / base_rate:.3f}",
                 ],
                 [
                     "full core path, 100 rules",

@@ -17,7 +17,9 @@ Every input is decoded as bytes and as text. The invariants, beyond "never
 raises": each notification has a positive call_session_id below 2**63 and
 only text, null or 64-bit whole-number fields; each rejection has a reason
 and a detail; an input yields nothing only if it is an empty JSON array;
-and decoding a notification's own fields again gives the same notification.
+decoding a notification's own fields again gives the same notification; and
+wherever the parser's short way (`plain_notification`) answers, its long way
+(`normalised_notification`) answers the same.
 
 A failing input is written to `crash-<sha1>` in the current directory
 (libFuzzer does the same), then the exception is raised.
@@ -48,12 +50,32 @@ if atheris is not None:
     with atheris.instrument_imports():
         import orjson
 
-        from holdd.core.events import Decoded, EventKind, Notification, decode, repair_template
+        from holdd.core.events import (
+            DEFAULT_EVENT_NAMES,
+            Decoded,
+            EventKind,
+            Notification,
+            decode,
+            load_json,
+            normalised_notification,
+            plain_notification,
+            repair_template,
+        )
         from holdd.core.states import CallState
 else:
     import orjson
 
-    from holdd.core.events import Decoded, EventKind, Notification, decode, repair_template
+    from holdd.core.events import (
+        DEFAULT_EVENT_NAMES,
+        Decoded,
+        EventKind,
+        Notification,
+        decode,
+        load_json,
+        normalised_notification,
+        plain_notification,
+        repair_template,
+    )
     from holdd.core.states import CallState
 
 
@@ -88,6 +110,27 @@ def _again(n: Notification) -> Notification:
     return decoded.notifications[0]
 
 
+def _short_way_agrees(raw: str | bytes) -> None:
+    """Every object of the message read the short way and the long way."""
+    try:
+        doc = load_json(raw)
+    except orjson.JSONDecodeError:
+        return
+    for item in doc if isinstance(doc, list) else [doc]:
+        if not isinstance(item, dict):
+            continue
+        short = plain_notification(item, DEFAULT_EVENT_NAMES)
+        if short is not None:
+            long = normalised_notification(item, DEFAULT_EVENT_NAMES)
+            _check(
+                short == long
+                and isinstance(long, Notification)
+                and list(short.fields.items()) == list(long.fields.items()),
+                "the short way answers otherwise than the long way",
+                raw,
+            )
+
+
 def check(raw: str | bytes) -> Decoded:
     decoded = decode(raw)
     for n in decoded.notifications:
@@ -119,6 +162,7 @@ def check(raw: str | bytes) -> Decoded:
         "neither a notification nor a rejection",
         raw,
     )
+    _short_way_agrees(raw)
     return decoded
 
 

@@ -12,6 +12,15 @@ logs and requests). A number outside that range in any field holdd reads
 the reason `number_out_of_range`, never a silent change: orjson reads an
 integer wider than 64 bits as a float, whose digits are no longer the sent
 ones. Structured variables (`leg_ids`, `tag_names`, ...) are not read.
+
+Most notifications need no repair: every variable is already text, a whole
+number or null, with none of the template quirks of docs/callapi.md section
+8.2. `to_notification` takes those as they are after one type check per
+variable (`plain_notification`); anything else, every rejected message
+included, is read the long way (`normalised_notification`), where all the
+rules of reading live. The short way answers only where the long way would
+answer the same (tests/unit/test_events_fuzz.py and fuzz/fuzz_events.py
+compare the two; docs/performance.md "Ingest" has what it saves).
 """
 
 from __future__ import annotations
@@ -19,10 +28,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
+import msgspec
 import orjson
 
 from holdd.core.states import CallState
@@ -102,8 +111,10 @@ MAX_MESSAGE_BYTES = 256 * 1024
 MAX_BATCH = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Notification:
+# Values are msgspec Structs: one is built per notification on the ingest
+# path, and a Struct is built in C (a frozen dataclass calls
+# object.__setattr__ once per field).
+class Notification(msgspec.Struct, frozen=True):
     """One call notification, normalised."""
 
     call_session_id: int
@@ -114,22 +125,20 @@ class Notification:
     fields: Mapping[str, str | int | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
+class Rejection(msgspec.Struct, frozen=True):
     reason: RejectReason
     detail: str
     call_session_id: int | None = None
 
 
-@dataclass(slots=True)
-class Decoded:
-    notifications: list[Notification] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
+class Decoded(msgspec.Struct):
+    notifications: list[Notification] = msgspec.field(default_factory=list)
+    rejections: list[Rejection] = msgspec.field(default_factory=list)
     #: The name (as sent: the mnemonic, else the notification_name) of each
     #: notification whose name maps to no event kind. UIS sends whatever name
     #: the account owner typed, so this is how a missing `[notify] events`
     #: entry shows; the notification itself is kept (kind OTHER).
-    unknown_names: list[str] = field(default_factory=list)
+    unknown_names: list[str] = msgspec.field(default_factory=list)
 
 
 def event_names(extra: Mapping[str, str] | None = None) -> dict[str, EventKind]:
@@ -220,8 +229,20 @@ def decode_value(doc: object, names: Mapping[str, EventKind], out: Decoded) -> N
 def to_notification(
     item: object, names: Mapping[str, EventKind] = DEFAULT_EVENT_NAMES
 ) -> Notification | Rejection:
+    """One notification from one decoded JSON value, or why it was dropped."""
     if not isinstance(item, dict):
         return Rejection(RejectReason.NOT_OBJECT, f"got {type(item).__name__}")
+    plain = plain_notification(item, names)
+    if plain is not None:
+        return plain
+    return normalised_notification(item, names)
+
+
+def normalised_notification(
+    item: dict[str, Any], names: Mapping[str, EventKind]
+) -> Notification | Rejection:
+    """The long way of `to_notification`: the payload unwrapped, every
+    variable checked and normalised, the template quirks undone."""
     payload = _unwrap(item)
     if "call_session_id" not in payload:
         return Rejection(RejectReason.MISSING_CALL_SESSION_ID, "no call_session_id")
@@ -271,6 +292,75 @@ def to_notification(
         state = CallState.parse(str(raw_state))
         if state is None:
             return Rejection(RejectReason.BAD_STATE, f"unknown state {_short(raw_state)}", csid)
+    return Notification(csid, kind_of(fields, names), state, fields)
+
+
+#: What `plain_notification` does with a key: a text variable (`state` is
+#: read as text too), a whole-number variable, the session id (read apart),
+#: or any other variable (a scalar is kept, as the long way keeps it; the call
+#: table keeps only the variables a rule or template can name, core/calls.py).
+_TEXT: Final = 1
+_WHOLE: Final = 2
+_ID: Final = 3
+_OTHER: Final = 4
+_ROLES: Final[Mapping[str, int]] = {
+    **dict.fromkeys(TEXT_FIELDS, _TEXT),
+    "state": _TEXT,
+    **dict.fromkeys(INT_FIELDS, _WHOLE),
+    "call_session_id": _ID,
+}
+#: Values of other variables that the long way drops without a word (a
+#: float is not among them: the long way first checks its range).
+_DROPPED: Final = (bool, list, dict)
+
+
+def plain_notification(item: dict[str, Any], names: Mapping[str, EventKind]) -> Notification | None:
+    """The notification in `item` when it needs no repair, else None.
+
+    No repair means: `call_session_id` at the top is a positive 64-bit int
+    (so no wrapper is unwrapped); every int is a 64-bit one; every text
+    variable is null, an int or text that `_unquote` would leave as it is
+    (not empty, not "null", no surrounding white space, not starting with a
+    quote or a brace); every whole-number variable is null or an int; no
+    variable is a float; and a `state` names one. For such an item this is
+    exactly what the long way of `to_notification` returns, without copying
+    a value; for any other item (a rejection among them) it returns None and
+    the long way decides.
+    """
+    csid = item.get("call_session_id")
+    if type(csid) is not int or not 0 < csid <= INT64_MAX:
+        return None
+    fields: dict[str, str | int | None] = {}
+    for key, value in item.items():
+        role = _ROLES.get(key, _OTHER)
+        if role == _ID:
+            continue
+        cls = type(value)
+        if cls is str:
+            if (
+                role == _WHOLE
+                or not value
+                or value[0] in '"{'
+                or value == "null"
+                or value.strip() != value
+            ):
+                return None
+        elif cls is int:
+            if not INT64_MIN <= value <= INT64_MAX:
+                return None
+            if role == _TEXT:
+                value = str(value)
+        elif value is not None:
+            if role == _OTHER and cls in _DROPPED:
+                continue
+            return None
+        fields[key] = value
+    state: CallState | None = None
+    raw_state = fields.pop("state", None)
+    if raw_state is not None:
+        state = CallState.parse(str(raw_state))
+        if state is None:
+            return None
     return Notification(csid, kind_of(fields, names), state, fields)
 
 
