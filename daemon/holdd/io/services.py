@@ -131,6 +131,7 @@ class Services:
                 "rules": self._ready_rules,
                 "callapi": self._ready_api,
                 "store": self._ready_store,
+                **({"webhook": self._ready_webhook} if d.settings.webhook_listen else {}),
             },
             host=host,
             port=port,
@@ -170,6 +171,16 @@ class Services:
             down = time.monotonic() - self.listener.down_since
             return False, f"notification stream down for {down:.0f} s"
         return False, "no notification source running"
+
+    def _ready_webhook(self) -> tuple[bool, str]:
+        if self.webhook is None or self.webhook_address is None:
+            return False, "webhook not listening yet"
+        if self.webhook.queue.full():
+            return False, (
+                f"webhook cannot accept: {self.webhook.queue.qsize()} posts queued,"
+                " answering 503 with Retry-After until the daemon catches up"
+            )
+        return True, "webhook accepting"
 
     def _ready_rules(self) -> tuple[bool, str]:
         return True, f"{len(self.d.machine.rules.rules)} rules loaded"
