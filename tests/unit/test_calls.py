@@ -151,3 +151,19 @@ def test_a_call_a_lagging_listing_ended_comes_back() -> None:
     listed = [Listed(1, CallState.TALK), Listed(2, CallState.TALK)]
     assert table.reconcile(listed, taken_at=7, now=8) == []
     assert get(table, 2).state is CallState.ENDED
+
+
+def test_a_call_started_that_arrives_after_a_listing_found_the_talk_changes_nothing() -> None:
+    """The first resync's listing is answered while the stream's first
+    notifications for the call still wait in the queue: the stale "call
+    started" must not end the Talk the listing found, nor its "talk started"
+    begin a second episode."""
+    table = CallTable()
+    found = table.reconcile([Listed(1, CallState.TALK, direction="in")], taken_at=5, now=6)
+    assert kinds(found) == [ChangeKind.TALK_ENTERED]
+    assert table.apply(note(1, EventKind.CALL_STARTED, direction="in"), now=7) == []
+    assert table.apply(note(1, EventKind.TALK_STARTED), now=7) == []
+    assert (get(table, 1).state, get(table, 1).episode) == (CallState.TALK, 1)
+    # A call still at its start takes its "call started" as ever.
+    table.apply(note(2, EventKind.CALL_STARTED, direction="out"), now=8)
+    assert get(table, 2).fields["direction"] == "out"

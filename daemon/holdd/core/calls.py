@@ -163,6 +163,12 @@ class CallTable:
                 target = CallState.DIALING
             elif call.state is not CallState.SESSION:
                 target = None
+        started = n.kind is EventKind.CALL_STARTED and n.state is None
+        if started and call is not None and call.state is not CallState.SESSION:
+            # "Call started" comes once, first; one that arrives after a
+            # listing found the call further on (its Talk) is stale: it
+            # never takes a call back to its start.
+            target = None
         if call is None:
             call = Call(n.call_session_id, CallState.SESSION, updated_at=now)
             self._calls[n.call_session_id] = call
