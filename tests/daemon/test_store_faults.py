@@ -17,7 +17,8 @@ How each fault is made, for real where the kernel lets us:
   system only turns read-only under a running holdd when the kernel remounts
   it on an error (ext4 `errors=remount-ro`), which cannot be undone without
   stopping holdd. So the failure is injected instead: strace attaches to the
-  daemon's store thread alone and fails its every pwrite with EROFS, the
+  thread that runs the daemon's store calls (`Daemon.in_store`: the event
+  loop's, for SQLite) alone and fails its every pwrite with EROFS, the
   answer of a read-only file system; detaching clears it. Skipped without
   strace or ptrace.
 """
@@ -102,7 +103,7 @@ class FileSizeLimit:
 
 
 class ReadOnlyWrites:
-    """strace on the daemon's store thread: every pwrite64 fails with EROFS."""
+    """strace on the thread of the daemon's store calls: every pwrite64 fails with EROFS."""
 
     def __init__(self) -> None:
         self.proc: asyncio.subprocess.Process | None = None

@@ -11,6 +11,9 @@ from holdd.io.store.base import Store
 from holdd.io.store.postgres import PgStore, safe_url
 from holdd.io.store.sqlite import StateDb, WriteObserver
 
+#: How long a SQLite write waits for a lock another process holds.
+SQLITE_BUSY = 0.25
+
 
 def where(settings: Settings) -> str:
     """The store as a log line may name it (never with a password)."""
@@ -29,7 +32,10 @@ def where_fields(settings: Settings) -> dict[str, str]:
 def open_store(settings: Settings, on_write: WriteObserver | None = None) -> Store:
     """Open the configured store; raises StoreError (with the reason) when it cannot."""
     if settings.state_url is None:
-        return StateDb.open(settings.state_path, on_write=on_write)
+        # Its writes run on the event loop: a lock held by another process
+        # makes a write fail after this long (and be tried again), instead
+        # of blocking the loop, the probes and the watchdog for seconds.
+        return StateDb.open(settings.state_path, on_write=on_write, busy_timeout=SQLITE_BUSY)
     password = settings.state_password.reveal() if settings.state_password is not None else None
     return PgStore.open(
         settings.state_url,
