@@ -108,7 +108,6 @@ def put_back(machine: Machine, record: CallRecord, now: float) -> Call:
 def restore_state(machine: Machine, state: Restored, now: float, out: Commands) -> None:
     """Put back what the store kept: calls (with the rules that acted on
     them), claims, cooldowns, and the timers of calls still known."""
-    agenda = machine.driver.agenda
     for record in state.calls:
         call = put_back(machine, record, now)
         machine.restored.add(call.call_session_id)
@@ -123,22 +122,29 @@ def restore_state(machine: Machine, state: Restored, now: float, out: Commands) 
             machine.claims[claim.key] = claim
     for rule, contact, at in state.cooldowns:
         machine.cooldowns.record_cooldown(rule, contact, at)
-    timers = 0
-    for timer in state.timers:
+    # Armed by the first snapshot, which sees the calls as they are now.
+    timers = len(take_timers(machine, state.timers, out))
+    if state.calls or timers:
+        out.log("info", "state_restored", calls=len(state.calls), timers=timers)
+
+
+def take_timers(machine: Machine, timers: Sequence[Timer], out: Commands) -> list[Timer]:
+    """Put stored timers on the agenda; drop those of unknown calls or of
+    rules gone since. Return the ones taken."""
+    taken = []
+    for timer in timers:
         if machine.table.get(timer.call_session_id) is None or machine.rule(timer.rule) is None:
             out.persist.append(DropTimer(timer.kind, timer.call_session_id))
             continue
-        agenda.timers[timer.key] = timer
-        timers += 1
-    if state.calls or timers:
-        out.log("info", "state_restored", calls=len(state.calls), timers=timers)
+        machine.driver.agenda.timers[timer.key] = timer
+        taken.append(timer)
+    return taken
 
 
 def adopt_work(machine: Machine, adopted: Adopted, now: float, out: Commands) -> None:
     """Take over what instances whose lease expired left (a shared store):
     their open claims are settled like a restart's, by the first listing
     taken after `now + settle_in`; their timers are armed here."""
-    agenda = machine.driver.agenda
     for record in adopted.calls:
         if machine.table.get(record.call_session_id) is None:
             put_back(machine, record, now)
@@ -147,15 +153,10 @@ def adopt_work(machine: Machine, adopted: Adopted, now: float, out: Commands) ->
         machine.claims[claim.key] = claim
         machine.unsettled.append(claim)
         machine.settle_after[claim.key] = settle_at
-    timers = 0
-    for timer in adopted.timers:
-        if machine.table.get(timer.call_session_id) is None or machine.rule(timer.rule) is None:
-            out.persist.append(DropTimer(timer.kind, timer.call_session_id))
-            continue
-        agenda.timers[timer.key] = timer
-        timers += 1
-        if machine.resynced:
-            out.timers.append(Arm(timer))
+    taken = take_timers(machine, adopted.timers, out)
+    if machine.resynced:
+        out.timers.extend(Arm(timer) for timer in taken)
+    timers = len(taken)
     out.log(
         "warning",
         "instance_work_adopted",
