@@ -216,6 +216,7 @@ class PgStore:
         """Connect, migrate the schema and take a lease."""
         store = cls(url, **kwargs)
         conn = store._connection()
+        started = store.monotonic()
         try:
             with conn.transaction():
                 _migrate(conn, safe_url(url))
@@ -224,7 +225,7 @@ class PgStore:
                     " VALUES (%s, %s, %s, now() + make_interval(secs => %s))",
                     (store.instance, store.host, os.getpid(), store.lease),
                 )
-            store.lease_confirmed = store.monotonic()
+            store.lease_confirmed = started
         except psycopg.Error as exc:
             store._drop()
             raise StoreUnavailable(f"state database {safe_url(url)}: {_reason(exc)}") from exc
