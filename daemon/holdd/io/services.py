@@ -213,8 +213,7 @@ class Services:
         self.d.metrics.stream_up()
         if outage is not None and self.listener is not None and self.listener.reconnects:
             self.d.metrics.reconnected(self._last_down_reason, outage)
-        self.resync_wanted.set()
-        self.d.progressed()
+        self.want_resync()
 
     def _stream_down(self, reason: str) -> None:
         self._last_down_reason = reason
@@ -377,8 +376,8 @@ class Services:
                 d.log.debug("calls_swept", count=len(swept), remaining=len(d.machine.table))
 
     async def _prune(self) -> None:
-        """Hourly: forget rows older than the retention, in small batches
-        (on the store thread, between the loop's commits)."""
+        """Hourly: forget rows older than the retention, in small batches,
+        letting inputs through between them (SQLite's run on the loop)."""
         d = self.d
         prune = getattr(d.store, "prune")  # noqa: B009 - the caller checked it exists
         while True:
@@ -393,6 +392,7 @@ class Services:
                     )
                 ).total:
                     total += pruned.total
+                    await asyncio.sleep(0)
             except StateDbCorrupt as exc:
                 d.store_lost(exc, 0)  # damaged: holdd stops (exit 78)
                 return
