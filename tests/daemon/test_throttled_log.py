@@ -55,14 +55,20 @@ async def test_a_real_emfile_on_accept_is_logged_once(captured: LogCapture) -> N
         server = await asyncio.start_server(answer_nothing, "127.0.0.1", 0)
         address = server.sockets[0].getsockname()
         async with server:
-            in_use = len(os.listdir("/proc/self/fd"))
-            resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 3, hard))
+            # Every socket this test needs exists before the limit falls, and
+            # the limit is the lowest free descriptor number: no new one can
+            # be made at all, so accept() is the only call that can fail, and
+            # fails every time, whatever else the process has open or closes.
+            for _ in range(3):
+                client = socket.socket()
+                client.setblocking(False)
+                clients.append(client)
+            probe = os.open(os.devnull, os.O_RDONLY)
+            os.close(probe)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (probe, hard))
             try:
                 loop = asyncio.get_running_loop()
-                for _ in range(3):
-                    client = socket.socket()
-                    client.setblocking(False)
-                    clients.append(client)
+                for client in clients:
                     await loop.sock_connect(client, address)
                 async with asyncio.timeout(5):
                     while errors.seen < 2:
