@@ -5,8 +5,9 @@ runs the rules; the shared ledger makes exactly one of them send.
 * Two instances, calls of every kind: each call that should be held is held
   once, unheld once by `unhold_after`, and `holdd explain` names the
   instance that acted.
-* An instance SIGKILLed with a hold in flight and an unhold timer pending:
-  the survivor takes both over once its lease expires (the hold is found
+* An instance SIGKILLed with a hold in flight and an unhold timer pending
+  (the other one frozen meanwhile, so that the first wins both claims):
+  the survivor takes both over once the dead one's lease expires (the hold is found
   held with `list.calls`, not sent again; the unhold goes out once); the
   gap is measured.
 * PostgreSQL stopped under a running instance: nothing is sent, /readyz
@@ -130,22 +131,31 @@ async def test_a_killed_instances_hold_in_flight_and_timer_go_to_the_survivor(
     a = DaemonProcess(instance_config(sim, pg, tmp_path / "a", "host-a"))
     b = DaemonProcess(instance_config(sim, pg, tmp_path / "b", "host-b"))
     await a.start()
+    await b.start()
     try:
-        await a.ready(sim)
-        # Held by a, its unhold timer pending when a dies.
-        timed = await sim.start_call(direction="in", contact_phone_number="79260000101")
-        await sim.answer(timed)
-        await a.wait_event(lambda e: e["event"] == "hold_sent" and e["call_session_id"] == timed)
-        # Applied by the API, its answer never reaches a.
-        sim.faults.delay(60.0, n=1, method="hold.call", after_apply=True)
-        flying = await sim.start_call(direction="in", contact_phone_number="79260000102")
-        await sim.answer(flying)
-        await sim.faults.wait_for_attempts(2, method="hold.call", answered=False)
-        await b.start()
         await sim.wait_for_clients(2)
+        await a.wait_event(lambda e: e["event"] == "resync_done")
         await b.wait_event(lambda e: e["event"] == "resync_done")
-        assert await a.stop(signal.SIGKILL) == -signal.SIGKILL
-        killed_at = time.monotonic()
+        # b is running but frozen while a takes the next two calls, so that a
+        # wins both claims; a dies a moment later, well within its request
+        # timeout (1 s) and the unhold_after (1.5 s), however slow the machine.
+        b.send(signal.SIGSTOP)
+        try:
+            # Held by a, its unhold timer pending when a dies.
+            timed = await sim.start_call(direction="in", contact_phone_number="79260000101")
+            await sim.answer(timed)
+            await a.wait_event(
+                lambda e: e["event"] == "hold_sent" and e["call_session_id"] == timed
+            )
+            # Applied by the API, its answer never reaches a.
+            sim.faults.delay(60.0, n=1, method="hold.call", after_apply=True)
+            flying = await sim.start_call(direction="in", contact_phone_number="79260000102")
+            await sim.answer(flying)
+            await sim.faults.wait_for_attempts(2, method="hold.call", answered=False)
+            assert await a.stop(signal.SIGKILL) == -signal.SIGKILL
+            killed_at = time.monotonic()
+        finally:
+            b.send(signal.SIGCONT)
         # Talk that starts after the kill: the survivor holds it at once.
         fresh = await sim.start_call(direction="in", contact_phone_number="79260000103")
         await sim.answer(fresh)
@@ -163,7 +173,7 @@ async def test_a_killed_instances_hold_in_flight_and_timer_go_to_the_survivor(
             f" timer(s); the hold in flight settled {gap:.2f} s after the kill"
             f" (lease 2 s + request timeout 1 s + 1 s)"
         )
-        assert adopted["claims"] == 1
+        assert (adopted["claims"], adopted["timers"]) == (1, 1)
         assert resolved["result"] == "held"
         assert gap < 10
         assert [holds(sim, c) for c in (timed, flying, fresh)] == [1, 1, 1]

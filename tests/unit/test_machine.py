@@ -679,3 +679,37 @@ def test_adopted_claims_wait_for_a_listing_taken_after_settle_in(tmp_path: Path)
     assert [s.decision.call_session_id for s in late.sends if isinstance(s, SendHold)] == [1]
     assert not m.unsettled
     assert m.timer_due(timer, 150.0).sends == [SendUnhold(2, "vip", 1)]
+
+
+def test_an_adopted_unhold_timer_goes_out_for_a_call_seen_talking_here(tmp_path: Path) -> None:
+    """Both instances heard the Talk; the dead one won the claim and held the
+    call, so this one still has it in Talk (and the shared row may say so,
+    whoever wrote it last). The dead one's unhold timer proves the hold: it
+    goes out when due instead of being cancelled as "not on hold"."""
+    m = machine(tmp_path)
+    m.snapshot([], 99.0, 99.0)
+    feed(m, 1, TALK_STARTED, 100.0)
+    m.claim_refused((1, "vip", "hold"), 100.0)
+    timer = Timer(TimerKind.UNHOLD, 1, "vip", 130.0, 1)
+    adopted = Adopted(
+        calls=[record(1, VIP, 100.0, CallState.TALK)],
+        claims=[],
+        timers=[timer],
+        instances=["dead"],
+    )
+    out = m.adopt(adopted, 131.0)
+    assert Arm(timer) in out.timers
+    call = m.table.get(1)
+    assert call is not None and call.state is CallState.HOLD
+    due = m.timer_due(timer, 131.0)
+    assert due.sends == [SendUnhold(1, "vip", 1)]
+    assert "timer_cancelled" not in events(due)
+
+
+def test_a_shadow_unhold_timer_proves_no_hold(tmp_path: Path) -> None:
+    """A shadow rule's unhold timer is armed though nothing was held."""
+    m = machine(tmp_path)
+    timer = Timer(TimerKind.UNHOLD, 1, "vip", 130.0, 1, shadow=True)
+    m.restore(Restored(calls=[record(1, VIP, 100.0, CallState.TALK)], timers=[timer]), 120.0)
+    call = m.table.get(1)
+    assert call is not None and call.state is CallState.TALK

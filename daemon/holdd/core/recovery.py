@@ -123,19 +123,38 @@ def restore_state(machine: Machine, state: Restored, now: float, out: Commands) 
     for rule, contact, at in state.cooldowns:
         machine.cooldowns.record_cooldown(rule, contact, at)
     # Armed by the first snapshot, which sees the calls as they are now.
-    timers = len(take_timers(machine, state.timers, out))
+    timers = len(take_timers(machine, state.timers, now, out))
     if state.calls or timers:
         out.log("info", "state_restored", calls=len(state.calls), timers=timers)
 
 
-def take_timers(machine: Machine, timers: Sequence[Timer], out: Commands) -> list[Timer]:
+def take_timers(
+    machine: Machine, timers: Sequence[Timer], now: float, out: Commands
+) -> list[Timer]:
     """Put stored timers on the agenda; drop those of unknown calls or of
-    rules gone since. Return the ones taken."""
+    rules gone since. Return the ones taken.
+
+    An unhold timer (not a shadow one) is proof that its rule's hold took:
+    it is stored with the hold's outcome and dropped when the call is
+    unheld or leaves Talk. With a shared store the call itself may say
+    otherwise: an instance whose claim was refused saw only the Talk, and
+    each instance writes the call's row as it sees it. So a call still in
+    the timer's Talk episode is taken as held here, and the unhold goes out
+    when due instead of being cancelled as "not on hold".
+    """
     taken = []
     for timer in timers:
-        if machine.table.get(timer.call_session_id) is None or machine.rule(timer.rule) is None:
+        call = machine.table.get(timer.call_session_id)
+        if call is None or machine.rule(timer.rule) is None:
             out.persist.append(DropTimer(timer.kind, timer.call_session_id))
             continue
+        if (
+            timer.kind is TimerKind.UNHOLD
+            and not timer.shadow
+            and call.state in TALKING
+            and call.episode == timer.episode
+        ):
+            mark_held(machine, call, timer.rule, now)
         machine.driver.agenda.timers[timer.key] = timer
         taken.append(timer)
     return taken
@@ -153,7 +172,7 @@ def adopt_work(machine: Machine, adopted: Adopted, now: float, out: Commands) ->
         machine.claims[claim.key] = claim
         machine.unsettled.append(claim)
         machine.settle_after[claim.key] = settle_at
-    taken = take_timers(machine, adopted.timers, out)
+    taken = take_timers(machine, adopted.timers, now, out)
     if machine.resynced:
         out.timers.extend(Arm(timer) for timer in taken)
     timers = len(taken)
@@ -202,7 +221,8 @@ def rearm_unhold(machine: Machine, call: Call, rule: str, now: float, out: Comma
 
 
 def mark_held(machine: Machine, call: Call, rule: str, now: float) -> None:
-    """The hold of a rule removed since took: the call is held all the same."""
+    """The hold of `rule` is known to have taken (a listing found it for a
+    rule removed since, or its unhold timer proves it): the call is held."""
     if rule not in call.fired:
         call.fired = (*call.fired, rule)
     machine.driver.agenda.acted[call.call_session_id] = call.episode
