@@ -80,6 +80,11 @@ _CHANGE_EVENTS = {
     ChangeKind.TALK_LEFT: "call_talk_finished",
     ChangeKind.ENDED: "call_ended",
 }
+# The enums' values looked up in a dict: `.value` runs two Python functions
+# of enum.py per access, and these are read for every notification and change.
+_CHANGE_VALUES = {kind: kind.value for kind in ChangeKind}
+_STATE_VALUES = {state: state.value for state in CallState}
+_KIND_VALUES = {kind: kind.value for kind in EventKind}
 
 
 class Machine:
@@ -150,13 +155,14 @@ class Machine:
         out = Commands()
         note_rejected(decoded, source, now, self._drops, self._unknown_names, out)
         for n in decoded.notifications:
-            out.count("notification", n.kind.value, "")
+            kind = _KIND_VALUES[n.kind]
+            out.count("notification", kind, "")
             if self.debug:
                 out.log(
                     "debug",
                     "notification_received",
                     call_session_id=n.call_session_id,
-                    kind=n.kind.value,
+                    kind=kind,
                     state=n.state,
                     source=source,
                 )
@@ -282,10 +288,10 @@ class Machine:
             direction=call.fields.get("direction"),
         )
         payload = {
-            "change": change.kind.value,
+            "change": _CHANGE_VALUES[change.kind],
             "source": change.source,
             "episode": call.episode,
-            "state": call.state.value,
+            "state": _STATE_VALUES[call.state],
         }
         self._trace(call.call_session_id, TraceKind.EVENT, payload, now, out)
         self._effects(self.driver.on_change(change, now), now, out)

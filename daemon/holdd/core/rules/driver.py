@@ -46,6 +46,11 @@ class TimerKind(StrEnum):
     UNHOLD = "unhold"
 
 
+#: Every timer kind, in definition order: iterating the enum class itself
+#: runs Python code in enum.py on each pass, and `_cancel` runs on every change.
+_TIMER_KINDS = tuple(TimerKind)
+
+
 @dataclass(frozen=True, slots=True)
 class Timer:
     kind: TimerKind
@@ -220,8 +225,11 @@ class RuleDriver:
 
     def _cancel(self, call_session_id: int, reason: str, now: float) -> list[Effect]:
         out: list[Effect] = []
-        for kind in TimerKind:
-            timer = self.agenda.timers.pop((kind, call_session_id), None)
+        timers = self.agenda.timers
+        if not timers:
+            return out
+        for kind in _TIMER_KINDS:
+            timer = timers.pop((kind, call_session_id), None)
             if timer is not None:
                 out.append(Cancelled(timer, reason, now))
         return out
