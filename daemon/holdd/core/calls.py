@@ -49,9 +49,16 @@ def _shared(key: str, value: str | int | None) -> str | int | None:
 
 
 def _keep(into: dict[str, str | int | None], fields: Mapping[str, str | int | None]) -> None:
+    # `_shared` written out: this runs for every variable of every
+    # notification, where a function call per variable is a good part of the
+    # cost.
     for key, value in fields.items():
-        if key in KEPT_FIELDS:
-            into[key] = _shared(key, value)
+        if key in _SHARED:
+            if type(value) is str:
+                value = sys.intern(value)
+        elif key not in KEPT_FIELDS:
+            continue
+        into[key] = value
 
 
 class ChangeKind(StrEnum):
@@ -198,8 +205,9 @@ class CallTable:
         if target is None:
             return []
         changes = self.move(call, target, now, source="notification")
-        if any(c.kind is ChangeKind.TALK_LEFT for c in changes) and isinstance(sent_at, str):
-            call.left_talk_at = sent_at
+        for change in changes:
+            if change.kind is ChangeKind.TALK_LEFT and isinstance(sent_at, str):
+                call.left_talk_at = sent_at
         return changes
 
     def move(self, call: Call, target: CallState, now: float, *, source: str) -> list[CallChange]:
