@@ -202,6 +202,12 @@ def repair_template(raw: str | bytes) -> str | None:
     return fixed if fixed != text else None
 
 
+# Bound once: reading a member off its enum class costs about ten global
+# look-ups in Python 3.11 (EnumType's __getattr__ hook), and this is read
+# for every notification.
+_OTHER_KIND = EventKind.OTHER
+
+
 def decode_value(doc: object, names: Mapping[str, EventKind], out: Decoded) -> None:
     """Decode an already-parsed JSON value (used by the webhook's form bodies)."""
     items: Iterable[object]
@@ -218,7 +224,7 @@ def decode_value(doc: object, names: Mapping[str, EventKind], out: Decoded) -> N
         result = to_notification(item, names)
         if isinstance(result, Notification):
             out.notifications.append(result)
-            if result.kind is EventKind.OTHER:
+            if result.kind is _OTHER_KIND:
                 name = sent_name(result.fields)
                 if name is not None:
                     out.unknown_names.append(name)

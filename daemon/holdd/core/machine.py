@@ -85,6 +85,12 @@ _CHANGE_EVENTS = {
 _CHANGE_VALUES = {kind: kind.value for kind in ChangeKind}
 _STATE_VALUES = {state: state.value for state in CallState}
 _KIND_VALUES = {kind: kind.value for kind in EventKind}
+# Bound once: reading a member off its enum class costs about ten global
+# look-ups in Python 3.11 (EnumType's __getattr__ hook), and these are read
+# for every change.
+_ENDED = ChangeKind.ENDED
+_EVENT_TRACE = TraceKind.EVENT
+_EVALUATION_TRACE = TraceKind.EVALUATION
 
 
 class Machine:
@@ -293,11 +299,11 @@ class Machine:
             "episode": call.episode,
             "state": _STATE_VALUES[call.state],
         }
-        self._trace(call.call_session_id, TraceKind.EVENT, payload, now, out)
+        self._trace(call.call_session_id, _EVENT_TRACE, payload, now, out)
         self._effects(self.driver.on_change(change, now), now, out)
         # Saved after the rules ran, in the same transaction: what was
         # decided for this episode is on disk with the call.
-        if change.kind is ChangeKind.ENDED:
+        if change.kind is _ENDED:
             out.persist.append(DeleteCall(call.call_session_id))
         else:
             self._save(call, out)
@@ -421,7 +427,7 @@ class Machine:
             # (their match keys differ), counted, not evaluated again.
             payload["trace"] = full = [t.as_dict() for t in evaluation.tried]
             payload["ruled_out"] = evaluation.excluded
-        self._trace(csid, TraceKind.EVALUATION, payload, now, out)
+        self._trace(csid, _EVALUATION_TRACE, payload, now, out)
         if pending:
             return
         level, event, fields = describe_evaluation(evaluation, full)

@@ -17,6 +17,13 @@ from holdd.core.verdicts import describe_hold, describe_unhold
 if TYPE_CHECKING:
     from holdd.core.machine import Machine
 
+# Bound once: reading a member off its enum class costs about ten global
+# look-ups in Python 3.11 (EnumType's __getattr__ hook), and these are read
+# for every hold settled.
+_HELD = Result.HELD
+_ENDED = CallState.ENDED
+_ACTION_TRACE = TraceKind.ACTION
+
 
 def settle_hold(
     m: Machine, decision: Decision, verdict: Verdict, now: float, held_since: float | None
@@ -50,11 +57,11 @@ def settle_hold(
         )
         out.count("action", "hold", "parked", verdict.mnemonic or "")
         return out
-    recorded = value if result is Result.HELD else (verdict.mnemonic or value)
+    recorded = value if result is _HELD else (verdict.mnemonic or value)
     m.book.finish(key, recorded, now, out.persist)
     level, event, fields = describe_hold(decision, verdict)
     out.log(level, event, call_session_id=csid, rule=rule, **fields)
-    if result is Result.HELD and call is not None and call.state is not CallState.ENDED:
+    if result is _HELD and call is not None and call.state is not _ENDED:
         if call.state in TALKING:
             m.table.held(csid, now)
         m._commit(call, decision, now if held_since is None else held_since, out)
@@ -66,7 +73,7 @@ def settle_hold(
     message = decision.message
     m._trace(
         csid,
-        TraceKind.ACTION,
+        _ACTION_TRACE,
         {
             "rule": rule,
             "action": "hold",

@@ -49,6 +49,11 @@ class TimerKind(StrEnum):
 #: Every timer kind, in definition order: iterating the enum class itself
 #: runs Python code in enum.py on each pass, and `_cancel` runs on every change.
 _TIMER_KINDS = tuple(TimerKind)
+# Bound once: reading a member off its enum class costs about ten global
+# look-ups in Python 3.11 (EnumType's __getattr__ hook), and these are read
+# for every change.
+_TALK_ENTERED = ChangeKind.TALK_ENTERED
+_ENDED = ChangeKind.ENDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +156,13 @@ class RuleDriver:
 
     def on_change(self, change: CallChange, now: float) -> list[Effect]:
         call = change.call
-        if change.kind is ChangeKind.TALK_ENTERED:
+        kind = change.kind
+        if kind is _TALK_ENTERED:
             effects: list[Effect] = self._cancel(call.call_session_id, "new_episode", now)
             return effects + self._decide(call, now)
-        reason = "ended" if change.kind is ChangeKind.ENDED else "talk_left"
+        reason = "ended" if kind is _ENDED else "talk_left"
         cancelled = self._cancel(call.call_session_id, reason, now)
-        if change.kind is ChangeKind.ENDED:
+        if kind is _ENDED:
             self.agenda.acted.pop(call.call_session_id, None)
         return cancelled
 
