@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+import msgspec
+
 from holdd.core.events import INT_FIELDS, TEXT_FIELDS, EventKind, Notification
 from holdd.core.states import TALKING, CallState
 
@@ -116,8 +118,9 @@ def _not_after(sent_at: object, left_at: str | None) -> bool:
     return isinstance(sent_at, str) and left_at is not None and sent_at <= left_at
 
 
-@dataclass(frozen=True, slots=True)
-class CallChange:
+# A Struct (built in C; a frozen dataclass calls object.__setattr__ per
+# field): one is made for every change of every call.
+class CallChange(msgspec.Struct, frozen=True):
     kind: ChangeKind
     call: Call
     #: What caused the change: "notification" or "resync".
