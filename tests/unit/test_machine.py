@@ -13,6 +13,7 @@ from typing import TypeVar
 import pytest
 
 from holdd.config.rulefiles import load_rules
+from holdd.core.calls import Call
 from holdd.core.commands import Arm, Commands, Disarm, LogRecord, Metric, SendHold, SendUnhold
 from holdd.core.events import DEFAULT_EVENT_NAMES, decode
 from holdd.core.hold_policy import Result, Verdict
@@ -679,3 +680,16 @@ def test_adopted_claims_wait_for_a_listing_taken_after_settle_in(tmp_path: Path)
     assert [s.decision.call_session_id for s in late.sends if isinstance(s, SendHold)] == [1]
     assert not m.unsettled
     assert m.timer_due(timer, 150.0).sends == [SendUnhold(2, "vip", 1)]
+
+
+def test_a_saved_call_lists_the_rules_that_fired_on_it_in_name_order() -> None:
+    """`_save` sorts `fired` only when there are two or more names: the
+    record reads the same either way."""
+    m = Machine(RuleSet(), DEFAULT_EVENT_NAMES)
+    for fired, saved in [((), ()), (("vip",), ("vip",)), (("wait", "vip"), ("vip", "wait"))]:
+        out = Commands()
+        m._save(Call(1, CallState.TALK, {"direction": "in"}, fired=fired), out)
+        [op] = out.persist
+        assert isinstance(op, SaveCall)
+        assert op.record.fired == saved
+        assert type(op.record.fired) is tuple

@@ -31,7 +31,7 @@ from typing import TypeVar
 
 from holdd.core.calls import ActiveSession, Call, CallChange, CallTable, ChangeKind
 from holdd.core.claims import HOLDS, ClaimBook
-from holdd.core.commands import Arm, Commands, Disarm, Outcome, SendHold, SendUnhold
+from holdd.core.commands import Arm, Commands, Disarm, Metric, Outcome, SendHold, SendUnhold
 from holdd.core.events import Decoded, EventKind
 from holdd.core.hold_policy import Result, Verdict
 from holdd.core.intake import note_rejected
@@ -85,6 +85,9 @@ _CHANGE_EVENTS = {
 _CHANGE_VALUES = {kind: kind.value for kind in ChangeKind}
 _STATE_VALUES = {state: state.value for state in CallState}
 _KIND_VALUES = {kind: kind.value for kind in EventKind}
+#: The count of a notification received, by kind: made once, as a metric
+#: increment is a frozen value.
+_RECEIVED = {kind: Metric("notification", (kind.value, "")) for kind in EventKind}
 # Bound once: reading a member off its enum class costs about ten global
 # look-ups in Python 3.11 (EnumType's __getattr__ hook), and these are read
 # for every change.
@@ -159,10 +162,11 @@ class Machine:
 
     def notifications(self, decoded: Decoded, source: str, now: float) -> Commands:
         out = Commands()
-        note_rejected(decoded, source, now, self._drops, self._unknown_names, out)
+        if decoded.rejections or decoded.unknown_names:
+            note_rejected(decoded, source, now, self._drops, self._unknown_names, out)
         for n in decoded.notifications:
             kind = _KIND_VALUES[n.kind]
-            out.count("notification", kind, "")
+            out.metrics.append(_RECEIVED[n.kind])
             if self.debug:
                 out.log(
                     "debug",
@@ -444,6 +448,7 @@ class Machine:
 
     def _save(self, call: Call, out: Commands) -> None:
         csid = call.call_session_id
+        fired = call.fired
         out.persist.append(
             SaveCall(
                 CallRecord(
@@ -453,7 +458,8 @@ class Machine:
                     call.state,
                     call.updated_at,
                     dict(call.fields),
-                    tuple(sorted(call.fired)),
+                    # Most calls have fired one rule or none: nothing to sort.
+                    tuple(sorted(fired)) if len(fired) > 1 else fired,
                     self.driver.agenda.acted.get(csid),
                     call.decided or None,
                 )
