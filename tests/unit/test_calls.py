@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from holdd.core.calls import Call, CallTable, ChangeKind
+import sys
+
+from holdd.core.calls import _SHARED, KEPT_FIELDS, Call, CallTable, ChangeKind, _keep, _shared
 from holdd.core.events import EventKind, Notification
 from holdd.core.states import CallState
 
@@ -167,3 +169,30 @@ def test_a_call_started_that_arrives_after_a_listing_found_the_talk_changes_noth
     # A call still at its start takes its "call started" as ever.
     table.apply(note(2, EventKind.CALL_STARTED, direction="out"), now=8)
     assert get(table, 2).fields["direction"] == "out"
+
+
+def test_kept_variables_are_the_nameable_ones_with_the_shared_texts_interned() -> None:
+    """`_keep` writes `_shared` out for speed: it keeps what the per-key
+    definition keeps, in the same order, the same objects."""
+    assert _SHARED <= KEPT_FIELDS
+    built = "".join(["7499", "3720692"])  # not interned yet
+    fields: dict[str, str | int | None] = {
+        "notification_name": "Начало разговора",
+        "virtual_phone_number": built,
+        "contact_phone_number": "".join(["7926", "0000001"]),
+        "employee_id": 25,
+        "call_source": 7,
+        "scenario_name": None,
+        "leg_id": None,
+        "secret": "dropped",
+        "x": 1,
+    }
+    into: dict[str, str | int | None] = {"direction": "in", "employee_id": 3}
+    expected = dict(into)
+    for key, value in fields.items():
+        if key in KEPT_FIELDS:
+            expected[key] = _shared(key, value)
+    _keep(into, fields)
+    assert list(into.items()) == list(expected.items())
+    assert all(into[key] is expected[key] for key in into)
+    assert into["virtual_phone_number"] is sys.intern(built)

@@ -13,6 +13,7 @@ from typing import TypeVar
 import pytest
 
 from holdd.config.rulefiles import load_rules
+from holdd.core.calls import Call
 from holdd.core.commands import Arm, Commands, Disarm, LogRecord, Metric, SendHold, SendUnhold
 from holdd.core.events import DEFAULT_EVENT_NAMES, decode
 from holdd.core.hold_policy import Result, Verdict
@@ -713,3 +714,16 @@ def test_a_shadow_unhold_timer_proves_no_hold(tmp_path: Path) -> None:
     m.restore(Restored(calls=[record(1, VIP, 100.0, CallState.TALK)], timers=[timer]), 120.0)
     call = m.table.get(1)
     assert call is not None and call.state is CallState.TALK
+
+
+def test_a_saved_call_lists_the_rules_that_fired_on_it_in_name_order() -> None:
+    """`_save` sorts `fired` only when there are two or more names: the
+    record reads the same either way."""
+    m = Machine(RuleSet(), DEFAULT_EVENT_NAMES)
+    for fired, saved in [((), ()), (("vip",), ("vip",)), (("wait", "vip"), ("vip", "wait"))]:
+        out = Commands()
+        m._save(Call(1, CallState.TALK, {"direction": "in"}, fired=fired), out)
+        [op] = out.persist
+        assert isinstance(op, SaveCall)
+        assert op.record.fired == saved
+        assert type(op.record.fired) is tuple

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+import msgspec
+
 from holdd.core.events import INT_FIELDS, TEXT_FIELDS, EventKind, Notification
 from holdd.core.states import TALKING, CallState
 
@@ -49,9 +51,16 @@ def _shared(key: str, value: str | int | None) -> str | int | None:
 
 
 def _keep(into: dict[str, str | int | None], fields: Mapping[str, str | int | None]) -> None:
+    # `_shared` written out: this runs for every variable of every
+    # notification, where a function call per variable is a good part of the
+    # cost.
     for key, value in fields.items():
-        if key in KEPT_FIELDS:
-            into[key] = _shared(key, value)
+        if key in _SHARED:
+            if type(value) is str:
+                value = sys.intern(value)
+        elif key not in KEPT_FIELDS:
+            continue
+        into[key] = value
 
 
 class ChangeKind(StrEnum):
@@ -109,8 +118,9 @@ def _not_after(sent_at: object, left_at: str | None) -> bool:
     return isinstance(sent_at, str) and left_at is not None and sent_at <= left_at
 
 
-@dataclass(frozen=True, slots=True)
-class CallChange:
+# A Struct (built in C; a frozen dataclass calls object.__setattr__ per
+# field): one is made for every change of every call.
+class CallChange(msgspec.Struct, frozen=True):
     kind: ChangeKind
     call: Call
     #: What caused the change: "notification" or "resync".
@@ -124,6 +134,22 @@ _KIND_STATE: Mapping[EventKind, CallState] = {
     EventKind.TALK_FINISHED: CallState.POST_TALK,
     EventKind.CALL_FINISHED: CallState.ENDED,
 }
+
+# Members read on every notification, bound to names once: in Python 3.11
+# reading a member off its class (`CallState.ENDED`) passes through
+# EnumType's __getattr__ hook and costs about ten global look-ups.
+_SESSION = CallState.SESSION
+_HOLD = CallState.HOLD
+_ENDED = CallState.ENDED
+_WAITING = EventKind.WAITING
+_CALL_STARTED = EventKind.CALL_STARTED
+_TALK_ENTERED = ChangeKind.TALK_ENTERED
+_TALK_LEFT = ChangeKind.TALK_LEFT
+_ENDED_CHANGE = ChangeKind.ENDED
+#: States a "waiting" notification takes to DIALING (see `apply`).
+_DIALLED_FROM = (CallState.HOLD, CallState.WAITING_INPUT)
+#: States of a call that left Talk and has not ended.
+_AFTER_TALK = (CallState.POST_TALK, CallState.FINISHING)
 
 #: States from which a TALK is a continuation, not a new Talk episode. HOLD
 #: leads back to TALK only through `unhold.call`, which holdd itself sends
@@ -152,41 +178,44 @@ class CallTable:
 
     def apply(self, n: Notification, now: float) -> list[CallChange]:
         """Apply one notification; return what changed that matters."""
-        call = self._calls.get(n.call_session_id)
-        target = n.state or _KIND_STATE.get(n.kind)
-        if n.kind is EventKind.WAITING and n.state is None and call is not None:
+        csid = n.call_session_id
+        kind = n.kind
+        stated = n.state
+        call = self._calls.get(csid)
+        target = stated or _KIND_STATE.get(kind)
+        if kind is _WAITING and stated is None and call is not None:
             # "Waiting for the answer" names a leg being dialled (section 8.4):
             # before the first Talk that is still SESSION; from HOLD (after
             # make.call) it is the diagram's DIALING; during a Talk it changes
             # nothing.
-            if call.state in (CallState.HOLD, CallState.WAITING_INPUT):
+            if call.state in _DIALLED_FROM:
                 target = CallState.DIALING
-            elif call.state is not CallState.SESSION:
+            elif call.state is not _SESSION:
                 target = None
-        started = n.kind is EventKind.CALL_STARTED and n.state is None
-        if started and call is not None and call.state is not CallState.SESSION:
+        started = kind is _CALL_STARTED and stated is None
+        if started and call is not None and call.state is not _SESSION:
             # "Call started" comes once, first; one that arrives after a
             # listing found the call further on (its Talk) is stale: it
             # never takes a call back to its start.
             target = None
         if call is None:
-            call = Call(n.call_session_id, CallState.SESSION, updated_at=now)
-            self._calls[n.call_session_id] = call
-            if target is CallState.ENDED or target in (CallState.POST_TALK, CallState.FINISHING):
+            call = Call(csid, _SESSION, updated_at=now)
+            self._calls[csid] = call
+            if target is _ENDED or target in _AFTER_TALK:
                 # Finished before (or without) started: keep a tombstone so a
                 # late talk_started cannot act on a call that is over.
                 _keep(call.fields, n.fields)
                 return self._end(call, now, source="notification", quiet=True)
-        if call.state is CallState.ENDED:
+        if call.state is _ENDED:
             if call.ended_by != "resync":
                 return []
-            call.state = CallState.SESSION
+            call.state = _SESSION
             call.ended_by = None
-            self._ended.pop(call.call_session_id, None)
+            self._ended.pop(csid, None)
         sent_at = n.fields.get("notification_time")
         if (
             target in TALKING
-            and call.state in (CallState.POST_TALK, CallState.FINISHING)
+            and call.state in _AFTER_TALK
             and _not_after(sent_at, call.left_talk_at)
         ):
             # A "talk started" sent no later than the "talk finished" we have
@@ -198,18 +227,19 @@ class CallTable:
         if target is None:
             return []
         changes = self.move(call, target, now, source="notification")
-        if any(c.kind is ChangeKind.TALK_LEFT for c in changes) and isinstance(sent_at, str):
-            call.left_talk_at = sent_at
+        for change in changes:
+            if change.kind is _TALK_LEFT and isinstance(sent_at, str):
+                call.left_talk_at = sent_at
         return changes
 
     def move(self, call: Call, target: CallState, now: float, *, source: str) -> list[CallChange]:
         """Move `call` to `target`, returning the changes it makes."""
-        if call.state is CallState.ENDED or target is call.state:
-            return []
-        if target is CallState.ENDED:
-            return self._end(call, now, source=source)
         before = call.state
-        if before is CallState.HOLD and target in TALKING:
+        if before is _ENDED or target is before:
+            return []
+        if target is _ENDED:
+            return self._end(call, now, source=source)
+        if before is _HOLD and target in TALKING:
             # Only our own unhold.call (see `unheld`) takes a held call back.
             return []
         call.state = target
@@ -217,9 +247,9 @@ class CallTable:
         if target in TALKING and before not in _SAME_EPISODE:
             call.episode += 1
             call.talk_started_at = now
-            return [CallChange(ChangeKind.TALK_ENTERED, call, source)]
+            return [CallChange(_TALK_ENTERED, call, source)]
         if before in _SAME_EPISODE and target not in _SAME_EPISODE:
-            return [CallChange(ChangeKind.TALK_LEFT, call, source)]
+            return [CallChange(_TALK_LEFT, call, source)]
         return []
 
     def reconcile(
@@ -325,9 +355,9 @@ class CallTable:
         return out
 
     def _end(self, call: Call, now: float, *, source: str, quiet: bool = False) -> list[CallChange]:
-        call.state = CallState.ENDED
+        call.state = _ENDED
         call.ended_by = source
         call.updated_at = now
         self._ended[call.call_session_id] = now
         self._ended.move_to_end(call.call_session_id)
-        return [] if quiet else [CallChange(ChangeKind.ENDED, call, source)]
+        return [] if quiet else [CallChange(_ENDED_CHANGE, call, source)]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from holdd.core.records import ClaimKey, StoreOp
 from holdd.core.rules.driver import Effect, Timer
 from holdd.core.rules.engine import Decision
@@ -53,8 +55,10 @@ class Disarm:
     timer: Timer
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
+# Log records and metric increments are msgspec Structs (built in C, where a
+# frozen dataclass calls object.__setattr__ once per field): the machine
+# makes several for every notification.
+class LogRecord(msgspec.Struct, frozen=True):
     """One structured log line: `level` is debug, info, warning or error."""
 
     level: str
@@ -62,8 +66,7 @@ class LogRecord:
     fields: dict[str, object]
 
 
-@dataclass(frozen=True, slots=True)
-class Metric:
+class Metric(msgspec.Struct, frozen=True):
     """One counter increment: `name` is a method of io/metrics.py's `Metrics`
     taking `labels` as positional arguments."""
 

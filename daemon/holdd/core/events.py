@@ -202,6 +202,12 @@ def repair_template(raw: str | bytes) -> str | None:
     return fixed if fixed != text else None
 
 
+# Bound once: reading a member off its enum class costs about ten global
+# look-ups in Python 3.11 (EnumType's __getattr__ hook), and this is read
+# for every notification.
+_OTHER_KIND = EventKind.OTHER
+
+
 def decode_value(doc: object, names: Mapping[str, EventKind], out: Decoded) -> None:
     """Decode an already-parsed JSON value (used by the webhook's form bodies)."""
     items: Iterable[object]
@@ -218,7 +224,7 @@ def decode_value(doc: object, names: Mapping[str, EventKind], out: Decoded) -> N
         result = to_notification(item, names)
         if isinstance(result, Notification):
             out.notifications.append(result)
-            if result.kind is EventKind.OTHER:
+            if result.kind is _OTHER_KIND:
                 name = sent_name(result.fields)
                 if name is not None:
                     out.unknown_names.append(name)
@@ -297,18 +303,21 @@ def normalised_notification(
 
 #: What `plain_notification` does with a key: a text variable (`state` is
 #: read as text too), a whole-number variable, the session id (read apart),
-#: or any other variable (a scalar is kept, as the long way keeps it; the call
-#: table keeps only the variables a rule or template can name, core/calls.py).
+#: or, when the key is not here, any other variable (a scalar is kept, as the
+#: long way keeps it; the call table keeps only the variables a rule or
+#: template can name, core/calls.py).
 _TEXT: Final = 1
 _WHOLE: Final = 2
 _ID: Final = 3
-_OTHER: Final = 4
 _ROLES: Final[Mapping[str, int]] = {
     **dict.fromkeys(TEXT_FIELDS, _TEXT),
     "state": _TEXT,
     **dict.fromkeys(INT_FIELDS, _WHOLE),
     "call_session_id": _ID,
 }
+#: The keys of `_ROLES` by role, for the short way's membership tests.
+_TEXT_KEYS: Final = frozenset(key for key, role in _ROLES.items() if role == _TEXT)
+_WHOLE_KEYS: Final = frozenset(key for key, role in _ROLES.items() if role == _WHOLE)
 #: Values of other variables that the long way drops without a word (a
 #: float is not among them: the long way first checks its range).
 _DROPPED: Final = (bool, list, dict)
@@ -330,31 +339,33 @@ def plain_notification(item: dict[str, Any], names: Mapping[str, EventKind]) -> 
     csid = item.get("call_session_id")
     if type(csid) is not int or not 0 < csid <= INT64_MAX:
         return None
-    fields: dict[str, str | int | None] = {}
+    # The variables are copied whole (in C) and the few that change are
+    # changed in place, which keeps the item's order: most notifications
+    # change none, and setting them one by one cost more than the checks.
+    fields: dict[str, str | int | None] = dict(item)
+    del fields["call_session_id"]
     for key, value in item.items():
-        role = _ROLES.get(key, _OTHER)
-        if role == _ID:
-            continue
         cls = type(value)
         if cls is str:
             if (
-                role == _WHOLE
-                or not value
+                not value
                 or value[0] in '"{'
                 or value == "null"
                 or value.strip() != value
+                or key in _WHOLE_KEYS
             ):
                 return None
         elif cls is int:
+            # The session id passes here too: an int in range, not text.
             if not INT64_MIN <= value <= INT64_MAX:
                 return None
-            if role == _TEXT:
-                value = str(value)
+            if key in _TEXT_KEYS:
+                fields[key] = str(value)
         elif value is not None:
-            if role == _OTHER and cls in _DROPPED:
+            if cls in _DROPPED and key not in _ROLES:
+                del fields[key]
                 continue
             return None
-        fields[key] = value
     state: CallState | None = None
     raw_state = fields.pop("state", None)
     if raw_state is not None:

@@ -31,7 +31,7 @@ from typing import TypeVar
 
 from holdd.core.calls import ActiveSession, Call, CallChange, CallTable, ChangeKind
 from holdd.core.claims import HOLDS, ClaimBook
-from holdd.core.commands import Arm, Commands, Disarm, Outcome, SendHold, SendUnhold
+from holdd.core.commands import Arm, Commands, Disarm, Metric, Outcome, SendHold, SendUnhold
 from holdd.core.events import Decoded, EventKind
 from holdd.core.hold_policy import Result, Verdict
 from holdd.core.intake import note_rejected
@@ -80,6 +80,20 @@ _CHANGE_EVENTS = {
     ChangeKind.TALK_LEFT: "call_talk_finished",
     ChangeKind.ENDED: "call_ended",
 }
+# The enums' values looked up in a dict: `.value` runs two Python functions
+# of enum.py per access, and these are read for every notification and change.
+_CHANGE_VALUES = {kind: kind.value for kind in ChangeKind}
+_STATE_VALUES = {state: state.value for state in CallState}
+_KIND_VALUES = {kind: kind.value for kind in EventKind}
+#: The count of a notification received, by kind: made once, as a metric
+#: increment is a frozen value.
+_RECEIVED = {kind: Metric("notification", (kind.value, "")) for kind in EventKind}
+# Bound once: reading a member off its enum class costs about ten global
+# look-ups in Python 3.11 (EnumType's __getattr__ hook), and these are read
+# for every change.
+_ENDED = ChangeKind.ENDED
+_EVENT_TRACE = TraceKind.EVENT
+_EVALUATION_TRACE = TraceKind.EVALUATION
 
 
 class Machine:
@@ -148,15 +162,17 @@ class Machine:
 
     def notifications(self, decoded: Decoded, source: str, now: float) -> Commands:
         out = Commands()
-        note_rejected(decoded, source, now, self._drops, self._unknown_names, out)
+        if decoded.rejections or decoded.unknown_names:
+            note_rejected(decoded, source, now, self._drops, self._unknown_names, out)
         for n in decoded.notifications:
-            out.count("notification", n.kind.value, "")
+            kind = _KIND_VALUES[n.kind]
+            out.metrics.append(_RECEIVED[n.kind])
             if self.debug:
                 out.log(
                     "debug",
                     "notification_received",
                     call_session_id=n.call_session_id,
-                    kind=n.kind.value,
+                    kind=kind,
                     state=n.state,
                     source=source,
                 )
@@ -282,16 +298,16 @@ class Machine:
             direction=call.fields.get("direction"),
         )
         payload = {
-            "change": change.kind.value,
+            "change": _CHANGE_VALUES[change.kind],
             "source": change.source,
             "episode": call.episode,
-            "state": call.state.value,
+            "state": _STATE_VALUES[call.state],
         }
-        self._trace(call.call_session_id, TraceKind.EVENT, payload, now, out)
+        self._trace(call.call_session_id, _EVENT_TRACE, payload, now, out)
         self._effects(self.driver.on_change(change, now), now, out)
         # Saved after the rules ran, in the same transaction: what was
         # decided for this episode is on disk with the call.
-        if change.kind is ChangeKind.ENDED:
+        if change.kind is _ENDED:
             out.persist.append(DeleteCall(call.call_session_id))
         else:
             self._save(call, out)
@@ -415,7 +431,7 @@ class Machine:
             # (their match keys differ), counted, not evaluated again.
             payload["trace"] = full = [t.as_dict() for t in evaluation.tried]
             payload["ruled_out"] = evaluation.excluded
-        self._trace(csid, TraceKind.EVALUATION, payload, now, out)
+        self._trace(csid, _EVALUATION_TRACE, payload, now, out)
         if pending:
             return
         level, event, fields = describe_evaluation(evaluation, full)
@@ -432,6 +448,7 @@ class Machine:
 
     def _save(self, call: Call, out: Commands) -> None:
         csid = call.call_session_id
+        fired = call.fired
         out.persist.append(
             SaveCall(
                 CallRecord(
@@ -441,7 +458,8 @@ class Machine:
                     call.state,
                     call.updated_at,
                     dict(call.fields),
-                    tuple(sorted(call.fired)),
+                    # Most calls have fired one rule or none: nothing to sort.
+                    tuple(sorted(fired)) if len(fired) > 1 else fired,
                     self.driver.agenda.acted.get(csid),
                     call.decided or None,
                 )

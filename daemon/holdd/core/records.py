@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 from holdd.core.rules.driver import Timer, TimerKind
 from holdd.core.states import CallState
 
@@ -70,8 +72,12 @@ class CallRecord:
     decided_episode: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TraceEntry:
+# The trace entries and the store operations are msgspec Structs, as
+# events.py's `Notification` is: several are made for every notification,
+# and a Struct is built in C where a frozen dataclass calls
+# object.__setattr__ once per field (~5 times as long). (`CallRecord` stays
+# a dataclass: `dataclasses.replace` is used on it.)
+class TraceEntry(msgspec.Struct, frozen=True):
     call_session_id: int
     at: float
     kind: TraceKind
@@ -83,55 +89,46 @@ class TraceEntry:
 # -- store operations (one input's list is one transaction) ---------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SaveCall:
+class SaveCall(msgspec.Struct, frozen=True):
     record: CallRecord
 
 
-@dataclass(frozen=True, slots=True)
-class DeleteCall:
+class DeleteCall(msgspec.Struct, frozen=True):
     call_session_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class PutClaim:
+class PutClaim(msgspec.Struct, frozen=True):
     """Insert the claim; the store reports it refused when the key exists."""
 
     claim: Claim
 
 
-@dataclass(frozen=True, slots=True)
-class FinishClaim:
+class FinishClaim(msgspec.Struct, frozen=True):
     key: ClaimKey
     result: str
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseClaim:
+class ReleaseClaim(msgspec.Struct, frozen=True):
     """Drop a claim without a result: its request provably took no effect."""
 
     key: ClaimKey
 
 
-@dataclass(frozen=True, slots=True)
-class PutTimer:
+class PutTimer(msgspec.Struct, frozen=True):
     timer: Timer
 
 
-@dataclass(frozen=True, slots=True)
-class DropTimer:
+class DropTimer(msgspec.Struct, frozen=True):
     kind: TimerKind
     call_session_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class AddTrace:
+class AddTrace(msgspec.Struct, frozen=True):
     entry: TraceEntry
 
 
-@dataclass(frozen=True, slots=True)
-class RecordCooldown:
+class RecordCooldown(msgspec.Struct, frozen=True):
     rule: str
     #: The contact number as digits.
     contact: str

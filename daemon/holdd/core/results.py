@@ -17,6 +17,13 @@ from holdd.core.verdicts import describe_hold, describe_unhold
 if TYPE_CHECKING:
     from holdd.core.machine import Machine
 
+# Bound once: reading a member off its enum class costs about ten global
+# look-ups in Python 3.11 (EnumType's __getattr__ hook), and these are read
+# for every hold settled.
+_HELD = Result.HELD
+_ENDED = CallState.ENDED
+_ACTION_TRACE = TraceKind.ACTION
+
 
 def settle_hold(
     m: Machine, decision: Decision, verdict: Verdict, now: float, held_since: float | None
@@ -27,6 +34,8 @@ def settle_hold(
     rule = decision.rule.name
     key = (csid, rule, "hold")
     result = verdict.result
+    # Read once: an enum's `.value` is a Python-level property.
+    value = result.value
     call = m.table.get(csid)
     claim = m.book.open.get(key)
     if claim is not None and call is not None and call.state in TALKING and transient(verdict):
@@ -34,13 +43,13 @@ def settle_hold(
         # the next `list.calls` settles it as after a crash (core/recovery.py):
         # held if an attempt took, released and sent again if the call talks.
         m.unsettled.append(claim)
-        reason = verdict.reason or verdict.mnemonic or result.value
+        reason = verdict.reason or verdict.mnemonic or value
         out.log(
             "warning",
             "hold_parked",
             call_session_id=csid,
             rule=rule,
-            result=result.value,
+            result=value,
             reason=reason,
             attempts=verdict.attempts,
             hint="the Call API did not take the hold; the next list.calls settles it:"
@@ -48,11 +57,11 @@ def settle_hold(
         )
         out.count("action", "hold", "parked", verdict.mnemonic or "")
         return out
-    recorded = result.value if result is Result.HELD else (verdict.mnemonic or result.value)
+    recorded = value if result is _HELD else (verdict.mnemonic or value)
     m.book.finish(key, recorded, now, out.persist)
     level, event, fields = describe_hold(decision, verdict)
     out.log(level, event, call_session_id=csid, rule=rule, **fields)
-    if result is Result.HELD and call is not None and call.state is not CallState.ENDED:
+    if result is _HELD and call is not None and call.state is not _ENDED:
         if call.state in TALKING:
             m.table.held(csid, now)
         m._commit(call, decision, now if held_since is None else held_since, out)
@@ -60,15 +69,15 @@ def settle_hold(
         # Section 5 call_session_not_found: the session is over.
         for change in m.table.move(call, CallState.ENDED, now, source="callapi"):
             m._on_change(change, now, out)
-    out.count("action", "hold", result.value, verdict.mnemonic or "")
+    out.count("action", "hold", value, verdict.mnemonic or "")
     message = decision.message
     m._trace(
         csid,
-        TraceKind.ACTION,
+        _ACTION_TRACE,
         {
             "rule": rule,
             "action": "hold",
-            "result": result.value,
+            "result": value,
             "mnemonic": verdict.mnemonic,
             "message": {"type": message.type, "value": message.value},
         },
@@ -82,7 +91,7 @@ def settle_hold(
             csid,
             rule,
             message,
-            result.value,
+            value,
             verdict.mnemonic,
             verdict.attempts,
             verdict.confirmed_by,

@@ -46,6 +46,16 @@ class TimerKind(StrEnum):
     UNHOLD = "unhold"
 
 
+#: Every timer kind, in definition order: iterating the enum class itself
+#: runs Python code in enum.py on each pass, and `_cancel` runs on every change.
+_TIMER_KINDS = tuple(TimerKind)
+# Bound once: reading a member off its enum class costs about ten global
+# look-ups in Python 3.11 (EnumType's __getattr__ hook), and these are read
+# for every change.
+_TALK_ENTERED = ChangeKind.TALK_ENTERED
+_ENDED = ChangeKind.ENDED
+
+
 @dataclass(frozen=True, slots=True)
 class Timer:
     kind: TimerKind
@@ -146,12 +156,13 @@ class RuleDriver:
 
     def on_change(self, change: CallChange, now: float) -> list[Effect]:
         call = change.call
-        if change.kind is ChangeKind.TALK_ENTERED:
+        kind = change.kind
+        if kind is _TALK_ENTERED:
             effects: list[Effect] = self._cancel(call.call_session_id, "new_episode", now)
             return effects + self._decide(call, now)
-        reason = "ended" if change.kind is ChangeKind.ENDED else "talk_left"
+        reason = "ended" if kind is _ENDED else "talk_left"
         cancelled = self._cancel(call.call_session_id, reason, now)
-        if change.kind is ChangeKind.ENDED:
+        if kind is _ENDED:
             self.agenda.acted.pop(call.call_session_id, None)
         return cancelled
 
@@ -220,8 +231,11 @@ class RuleDriver:
 
     def _cancel(self, call_session_id: int, reason: str, now: float) -> list[Effect]:
         out: list[Effect] = []
-        for kind in TimerKind:
-            timer = self.agenda.timers.pop((kind, call_session_id), None)
+        timers = self.agenda.timers
+        if not timers:
+            return out
+        for kind in _TIMER_KINDS:
+            timer = timers.pop((kind, call_session_id), None)
             if timer is not None:
                 out.append(Cancelled(timer, reason, now))
         return out

@@ -34,6 +34,11 @@ from holdd.core.rules.cooldowns import CooldownLookup
 from holdd.core.rules.index import RuleIndex
 from holdd.core.rules.model import CallView, ContactMessage, Mode, Rule, RuleSet, ScheduleCondition
 
+# Bound once: reading a member off its enum class costs about ten global
+# look-ups in Python 3.11 (EnumType's __getattr__ hook), and `shadow` is read
+# for every decision.
+_SHADOW = Mode.SHADOW
+
 
 class RuleTrace(msgspec.Struct, frozen=True):
     """Why one rule did or did not act: the first condition that failed, and the
@@ -92,7 +97,7 @@ class Decision:
 
     @property
     def shadow(self) -> bool:
-        return self.rule.mode is Mode.SHADOW
+        return self.rule.mode is _SHADOW
 
     def ready(self, now: float) -> bool:
         """True when the rule acts now; False while `after` is still running."""

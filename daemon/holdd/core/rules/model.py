@@ -41,13 +41,15 @@ class CallView:
         return self.fields.get(key)
 
     def digits(self, key: str) -> str | None:
-        try:
-            return self._digits[key]
-        except KeyError:
-            value = self.fields.get(key)
-            number = None if value is None else digits(value)
-            self._digits[key] = number
-            return number
+        # A membership test, not try/except KeyError: half the calls are
+        # the first for their key, and raising costs more than a second look-up.
+        cache = self._digits
+        if key in cache:
+            return cache[key]
+        value = self.fields.get(key)
+        number = None if value is None else digits(value)
+        cache[key] = number
+        return number
 
 
 # Conditions: one `[rule.match]` / `[rule.unless]` key each. `test` is the hot
