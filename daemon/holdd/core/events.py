@@ -202,9 +202,7 @@ def repair_template(raw: str | bytes) -> str | None:
     return fixed if fixed != text else None
 
 
-# Bound once: reading a member off its enum class costs about ten global
-# look-ups in Python 3.11 (EnumType's __getattr__ hook), and this is read
-# for every notification.
+# Enum members read for every notification, bound once (see core/calls.py).
 _OTHER_KIND = EventKind.OTHER
 
 

@@ -88,9 +88,7 @@ _KIND_VALUES = {kind: kind.value for kind in EventKind}
 #: The count of a notification received, by kind: made once, as a metric
 #: increment is a frozen value.
 _RECEIVED = {kind: Metric("notification", (kind.value, "")) for kind in EventKind}
-# Bound once: reading a member off its enum class costs about ten global
-# look-ups in Python 3.11 (EnumType's __getattr__ hook), and these are read
-# for every change.
+# Enum members read for every change, bound once (see core/calls.py).
 _ENDED = ChangeKind.ENDED
 _EVENT_TRACE = TraceKind.EVENT
 _EVALUATION_TRACE = TraceKind.EVALUATION

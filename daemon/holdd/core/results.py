@@ -17,9 +17,7 @@ from holdd.core.verdicts import describe_hold, describe_unhold
 if TYPE_CHECKING:
     from holdd.core.machine import Machine
 
-# Bound once: reading a member off its enum class costs about ten global
-# look-ups in Python 3.11 (EnumType's __getattr__ hook), and these are read
-# for every hold settled.
+# Enum members read for every hold settled, bound once (see core/calls.py).
 _HELD = Result.HELD
 _ENDED = CallState.ENDED
 _ACTION_TRACE = TraceKind.ACTION

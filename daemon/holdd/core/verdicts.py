@@ -19,9 +19,7 @@ RATE_LIMIT_HINT = (
 )
 
 Line = tuple[str, str, dict[str, object]]
-# Bound once: reading a member off its enum class costs about ten global
-# look-ups in Python 3.11 (EnumType's __getattr__ hook), and these are read
-# for every hold settled.
+# Enum members read for every hold settled, bound once (see core/calls.py).
 _HELD = Result.HELD
 
 

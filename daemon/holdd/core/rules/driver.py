@@ -49,9 +49,7 @@ class TimerKind(StrEnum):
 #: Every timer kind, in definition order: iterating the enum class itself
 #: runs Python code in enum.py on each pass, and `_cancel` runs on every change.
 _TIMER_KINDS = tuple(TimerKind)
-# Bound once: reading a member off its enum class costs about ten global
-# look-ups in Python 3.11 (EnumType's __getattr__ hook), and these are read
-# for every change.
+# Enum members read for every change, bound once (see core/calls.py).
 _TALK_ENTERED = ChangeKind.TALK_ENTERED
 _ENDED = ChangeKind.ENDED
 

@@ -34,9 +34,7 @@ from holdd.core.rules.cooldowns import CooldownLookup
 from holdd.core.rules.index import RuleIndex
 from holdd.core.rules.model import CallView, ContactMessage, Mode, Rule, RuleSet, ScheduleCondition
 
-# Bound once: reading a member off its enum class costs about ten global
-# look-ups in Python 3.11 (EnumType's __getattr__ hook), and `shadow` is read
-# for every decision.
+# Enum members read for every decision, bound once (see core/calls.py).
 _SHADOW = Mode.SHADOW
 
 
