@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 import aiohttp
-import structlog
 
 from holdd import __version__
 from holdd.callapi import CallApiClient
@@ -33,7 +32,7 @@ from holdd.core.events import Decoded, Rejection, RejectReason, decode, decode_v
 from holdd.core.machine import Machine
 from holdd.core.records import ClaimKey, Restored, StoreOp
 from holdd.core.rules import Evaluation, RuleSet
-from holdd.io import sdnotify
+from holdd.io import logs, sdnotify
 from holdd.io.inputs import Adopt, Frame, HoldDone, Input, Reload, Snapshot, TimerDue, UnholdDone
 from holdd.io.metrics import Metrics
 from holdd.io.notify import NotifyListener
@@ -79,7 +78,7 @@ class Daemon:
         #: `max_connections`); a test passes one with its own resolver.
         self.connector = connector or (lambda: aiohttp.TCPConnector(limit=settings.max_connections))
         self.sweep_every = sweep_every
-        self.log = structlog.get_logger("holdd")
+        self.log = logs.Logger("holdd")
         self.metrics = Metrics()
         self.metrics.track_calls(self.machine.table.counts)
         self.inputs: asyncio.Queue[Input] = asyncio.Queue(10_000)
@@ -349,7 +348,13 @@ class Daemon:
 
     async def _loop(self) -> None:
         while True:
-            await self._turn(await self.inputs.get())
+            first = await self.inputs.get()
+            if isinstance(first, HoldDone | UnholdDone) and self.inputs.empty():
+                # A request's result alone sends nothing and waits for no one:
+                # the loop runs once more first, so that what arrives with it
+                # (the next notification, say) shares its transaction and fsync.
+                await asyncio.sleep(0)
+            await self._turn(first)
 
     async def _turn(self, first: Input | None = None) -> None:
         """One loop turn: every queued input, one transaction, then the rest."""
