@@ -93,6 +93,8 @@ class Daemon:
         self.resyncs = 0
         self._exit_code = 0
         self._backpressure = False
+        #: A result taken from the queue while its turn waits one iteration (_loop).
+        self._held_back: Input | None = None
         #: Every store call runs on this one thread, one at a time, so a slow
         #: disk or database never stalls the loop, the probes or the watchdog.
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="holdd-store")
@@ -353,11 +355,17 @@ class Daemon:
                 # A request's result alone sends nothing and waits for no one:
                 # the loop runs once more first, so that what arrives with it
                 # (the next notification, say) shares its transaction and fsync.
+                # Kept aside meanwhile: if the stop cancels the loop here, the
+                # last turn (_drain) still records it.
+                self._held_back = first
                 await asyncio.sleep(0)
+                self._held_back = None
             await self._turn(first)
 
     async def _turn(self, first: Input | None = None) -> None:
         """One loop turn: every queued input, one transaction, then the rest."""
+        if first is None and self._held_back is not None:
+            first, self._held_back = self._held_back, None
         batch = [] if first is None else [first]
         while len(batch) < TURN and not self.inputs.empty():
             batch.append(self.inputs.get_nowait())
