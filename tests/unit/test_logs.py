@@ -250,3 +250,28 @@ def test_the_documented_jq_recipes_survive_systemds_plain_lines(tmp_path: Path) 
     # Why: a bare `jq .` stops at systemd's first line.
     bare = subprocess.run(["jq", "."], input=mixed, capture_output=True, text=True)
     assert bare.returncode != 0
+
+
+def test_logger_follows_every_configure() -> None:
+    """logs.Logger keeps the bound logger it assembled, but only until the
+    next `configure`: a line then goes to the new stream, at the new level,
+    through the new redaction, exactly as structlog's own proxy writes it."""
+    first, second = io.BytesIO(), io.BytesIO()
+    logs.configure(fmt="json", level="info", stream=first)
+    log = logs.Logger("t")
+    proxy = structlog.get_logger("t")
+    log.info("one", n=1)
+    log.debug("quiet")
+    logs.configure(fmt="json", level="debug", secrets=[SECRET], stream=second)
+    with structlog.contextvars.bound_contextvars(call_session_id=7):
+        log.debug("two", token_text=SECRET)
+        proxy.debug("two", token_text=SECRET)
+    log.bind(rule="vip").warning("three")
+    assert [e["event"] for e in lines(first)] == ["one"]
+    two, same, three = lines(second)
+    assert {k: v for k, v in two.items() if k != "timestamp"} == {
+        k: v for k, v in same.items() if k != "timestamp"
+    }
+    assert two["token_text"] == "***"
+    assert two["call_session_id"] == 7
+    assert (three["event"], three["rule"], three["level"]) == ("three", "vip", "warning")

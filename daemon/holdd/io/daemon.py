@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 import aiohttp
-import structlog
 
 from holdd import __version__
 from holdd.callapi import CallApiClient
@@ -33,7 +32,7 @@ from holdd.core.events import Decoded, Rejection, RejectReason, decode, decode_v
 from holdd.core.machine import Machine
 from holdd.core.records import ClaimKey, Restored, StoreOp
 from holdd.core.rules import Evaluation, RuleSet
-from holdd.io import sdnotify
+from holdd.io import logs, sdnotify
 from holdd.io.inputs import Adopt, Frame, HoldDone, Input, Reload, Snapshot, TimerDue, UnholdDone
 from holdd.io.metrics import Metrics
 from holdd.io.notify import NotifyListener
@@ -79,7 +78,7 @@ class Daemon:
         #: `max_connections`); a test passes one with its own resolver.
         self.connector = connector or (lambda: aiohttp.TCPConnector(limit=settings.max_connections))
         self.sweep_every = sweep_every
-        self.log = structlog.get_logger("holdd")
+        self.log = logs.Logger("holdd")
         self.metrics = Metrics()
         self.metrics.track_calls(self.machine.table.counts)
         self.inputs: asyncio.Queue[Input] = asyncio.Queue(10_000)
@@ -94,6 +93,8 @@ class Daemon:
         self.resyncs = 0
         self._exit_code = 0
         self._backpressure = False
+        #: A result taken from the queue while its turn waits one iteration (_loop).
+        self._held_back: Input | None = None
         #: Every store call runs on this one thread, one at a time, so a slow
         #: disk or database never stalls the loop, the probes or the watchdog.
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="holdd-store")
@@ -349,10 +350,22 @@ class Daemon:
 
     async def _loop(self) -> None:
         while True:
-            await self._turn(await self.inputs.get())
+            first = await self.inputs.get()
+            if isinstance(first, HoldDone | UnholdDone) and self.inputs.empty():
+                # A request's result alone sends nothing and waits for no one:
+                # the loop runs once more first, so that what arrives with it
+                # (the next notification, say) shares its transaction and fsync.
+                # Kept aside meanwhile: if the stop cancels the loop here, the
+                # last turn (_drain) still records it.
+                self._held_back = first
+                await asyncio.sleep(0)
+                self._held_back = None
+            await self._turn(first)
 
     async def _turn(self, first: Input | None = None) -> None:
         """One loop turn: every queued input, one transaction, then the rest."""
+        if first is None and self._held_back is not None:
+            first, self._held_back = self._held_back, None
         batch = [] if first is None else [first]
         while len(batch) < TURN and not self.inputs.empty():
             batch.append(self.inputs.get_nowait())

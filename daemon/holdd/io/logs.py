@@ -30,6 +30,9 @@ import structlog
 import structlog.tracebacks
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+#: Bumped by every `configure`: each `Logger` then assembles its logger again.
+_generation = 0
+
 _SECRET_KEYS = frozenset({"access_token", "password", "secret", "authorization", "token"})
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -37,6 +40,35 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+class Logger:
+    """`structlog.get_logger(name)` for a hot path: the bound logger is
+    assembled once per `configure`, not once per line.
+
+    `configure` keeps structlog's `cache_logger_on_first_use` off, since it
+    runs again (a test, the demo); structlog's lazy proxy then assembles a new
+    bound logger (processors, context, output) for every line it writes. This
+    one keeps the logger it assembled until `configure` runs again, so a line
+    goes to the stream and through the processors configured last, as before.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._proxy = structlog.get_logger(name)
+        self._built = -1
+        self._logger: Any = None
+
+    @property
+    def bound(self) -> Any:
+        """The structlog logger of the current configuration."""
+        if self._built != _generation:
+            self._logger = self._proxy.bind()
+            self._built = _generation
+        return self._logger
+
+    def __getattr__(self, name: str) -> Any:
+        # info, warning, error, exception, debug, bind, ...
+        return getattr(self.bound, name)
 
 
 class Redactor:
@@ -218,6 +250,8 @@ def configure(
     `journal`: prefix lines with their syslog priority; None detects it from
     `$JOURNAL_STREAM` and the stream's file descriptor.
     """
+    global _generation
+    _generation += 1
     out = stream if stream is not None else sys.stdout.buffer
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     prefixed = on_journal(out) if journal is None else journal

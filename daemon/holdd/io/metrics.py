@@ -47,6 +47,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from holdd import __version__
@@ -358,16 +359,28 @@ class Metrics:
         )
         self._http = _HttpCounters()
         r.register(self._http)
+        #: Labelled children already looked up, by metric and label values:
+        #: `labels()` takes a lock and checks its arguments on every call,
+        #: several times per held call; a child, once made, never changes.
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """`metric.labels(*values)`, looked up once."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     # -- recording helpers (one per thing the daemon observes) ---------------
 
     def notification(self, kind: str, *, dropped_reason: str | None = None) -> None:
         """One decoded notification; `dropped_reason` when it was rejected."""
         if dropped_reason is None:
-            self.notifications.labels(kind, "accepted").inc()
+            self._child(self.notifications, kind, "accepted").inc()
         else:
-            self.notifications.labels(kind, "dropped").inc()
-            self.drops.labels(dropped_reason).inc()
+            self._child(self.notifications, kind, "dropped").inc()
+            self._child(self.drops, dropped_reason).inc()
 
     def unknown_name(self, name: str) -> None:
         """A notification named `name` (as sent) that maps to no event kind.
@@ -382,7 +395,7 @@ class Metrics:
                 label = "(other)"
             else:
                 self._unknown_seen.add(label)
-        self.unknown_names.labels(label).inc()
+        self._child(self.unknown_names, label).inc()
 
     def stream_up(self) -> None:
         self.notify_connected.set(1)
@@ -392,14 +405,14 @@ class Metrics:
 
     def reconnected(self, reason: str, gap_seconds: float) -> None:
         """The stream is back after `gap_seconds` without it."""
-        self.reconnects.labels(reason).inc()
+        self._child(self.reconnects, reason).inc()
         self.stream_gap.observe(max(gap_seconds, 0.0))
 
     def rule_matched(self, rule: str) -> None:
-        self.rule_matches.labels(rule).inc()
+        self._child(self.rule_matches, rule).inc()
 
     def action(self, action: str, result: str, mnemonic: str | None = None) -> None:
-        self.actions.labels(action, result, mnemonic or "").inc()
+        self._child(self.actions, action, result, mnemonic or "").inc()
 
     def api_budget(
         self,
@@ -417,12 +430,12 @@ class Metrics:
             (self.api_budget_limit, "day", day_limit),
         ):
             if value is not None:
-                gauge.labels(window).set(value)
+                self._child(gauge, window).set(value)
 
     def rules_reloaded(self, ok: bool, now: float, rules: int | None = None) -> None:
         """A (re)load of the rules; on failure the previous rules stay active,
         so their count and timestamp are left as they were."""
-        self.rules_reloads.labels("ok" if ok else "failed").inc()
+        self._child(self.rules_reloads, "ok" if ok else "failed").inc()
         self.rules_reload_ok.set(1 if ok else 0)
         if ok:
             self.rules_reload_time.set(now)
@@ -430,11 +443,11 @@ class Metrics:
                 self.rules_loaded.set(rules)
 
     def retried(self, action: str, reason: str) -> None:
-        self.retries.labels(action, reason).inc()
+        self._child(self.retries, action, reason).inc()
 
     def ledger_written(self, op: str, seconds: float) -> None:
         """`StateDb(on_write=metrics.ledger_written)`."""
-        self.ledger_write.labels(op).observe(seconds)
+        self._child(self.ledger_write, op).observe(seconds)
 
     def track_queues(
         self,

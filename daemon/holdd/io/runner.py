@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from contextvars import Token
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import structlog
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from holdd.callapi import (
     ActiveCall,
@@ -118,6 +120,14 @@ def classify(exc: CallApiFailure) -> Answered:
         error=error,
         rule_problem=exc.kind.rule_problem,
     )
+
+
+def _bind_call(call_session_id: int, rule: str) -> Mapping[str, Token[Any]]:
+    """Name the call and the rule on every line logged while an action is
+    carried out (the Call API client's too), until `reset_contextvars` with
+    what this returns. Cheaper than `bound_contextvars`, which copies the
+    whole context to save what it replaces; the tokens remember that."""
+    return bind_contextvars(call_session_id=call_session_id, rule=rule)
 
 
 class Runner:
@@ -219,18 +229,19 @@ class Runner:
 
     async def _hold(self, decision: Decision) -> None:
         csid, rule = decision.call_session_id, decision.rule.name
-        log = self.log.bind(call_session_id=csid, rule=rule)
-        with structlog.contextvars.bound_contextvars(call_session_id=csid, rule=rule):
-            try:
-                verdict = await self.drive_hold(decision)
-            except asyncio.CancelledError:
-                # The claim stays without a result: the request may have been
-                # applied, and the next start checks it with list.calls.
-                log.warning("hold_cancelled")
-                raise
-            except Exception:
-                log.exception("hold_crashed")
-                verdict = Verdict(Result.FAILED, reason="crashed")
+        tokens = _bind_call(csid, rule)
+        try:
+            verdict = await self.drive_hold(decision)
+        except asyncio.CancelledError:
+            # The claim stays without a result: the request may have been
+            # applied, and the next start checks it with list.calls.
+            self.log.bind(call_session_id=csid, rule=rule).warning("hold_cancelled")
+            raise
+        except Exception:
+            self.log.bind(call_session_id=csid, rule=rule).exception("hold_crashed")
+            verdict = Verdict(Result.FAILED, reason="crashed")
+        finally:
+            reset_contextvars(**tokens)
         await self.on_hold(decision, verdict)
 
     async def drive_hold(self, decision: Decision) -> Verdict:
@@ -312,16 +323,17 @@ class Runner:
                 self._current = None
 
     async def _unhold(self, call_session_id: int, rule: str) -> None:
-        log = self.log.bind(call_session_id=call_session_id, rule=rule)
-        with structlog.contextvars.bound_contextvars(call_session_id=call_session_id, rule=rule):
-            try:
-                verdict = await self.drive_unhold(call_session_id)
-            except asyncio.CancelledError:
-                log.warning("unhold_cancelled")
-                raise
-            except Exception:
-                log.exception("unhold_crashed")
-                verdict = Verdict(Result.FAILED, reason="crashed")
+        tokens = _bind_call(call_session_id, rule)
+        try:
+            verdict = await self.drive_unhold(call_session_id)
+        except asyncio.CancelledError:
+            self.log.bind(call_session_id=call_session_id, rule=rule).warning("unhold_cancelled")
+            raise
+        except Exception:
+            self.log.bind(call_session_id=call_session_id, rule=rule).exception("unhold_crashed")
+            verdict = Verdict(Result.FAILED, reason="crashed")
+        finally:
+            reset_contextvars(**tokens)
         await self.on_unhold(call_session_id, rule, verdict)
 
     async def drive_unhold(self, call_session_id: int) -> Verdict:
