@@ -18,9 +18,9 @@ How each fault is made, for real where the kernel lets us:
   it on an error (ext4 `errors=remount-ro`), which cannot be undone without
   stopping holdd. So the failure is injected instead: strace attaches to the
   thread that runs the daemon's store calls (`Daemon.in_store`: the event
-  loop's, for SQLite) alone and fails its every pwrite with EROFS, the
-  answer of a read-only file system; detaching clears it. Skipped without
-  strace or ptrace.
+  loop's, for SQLite, while no request is out, as here) alone and fails its
+  every pwrite with EROFS, the answer of a read-only file system; detaching
+  clears it. Skipped without strace or ptrace.
 """
 
 from __future__ import annotations

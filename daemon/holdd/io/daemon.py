@@ -15,8 +15,8 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
 
 import aiohttp
 
@@ -41,7 +41,7 @@ from holdd.io.services import Services
 from holdd.io.store.base import Store
 from holdd.io.store.opening import open_store, where_fields
 from holdd.io.store.postgres import LeaseLost, StoreUnavailable
-from holdd.io.store.sqlite import StateDbCorrupt, StateDbReplaced
+from holdd.io.store.sqlite import StateDb, StateDbCorrupt, StateDbReplaced
 from holdd.io.webhook import WebhookReceiver
 
 #: sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop.
@@ -98,6 +98,9 @@ class Daemon:
         #: Every store call runs on this one thread, one at a time, so a slow
         #: disk or database never stalls the loop, the probes or the watchdog.
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="holdd-store")
+        #: The last call sent to the store thread: until it is done, every
+        #: store call goes there too, so that two never run at once.
+        self._threaded: Future[Any] | None = None
         #: Why the store cannot be written, and since when (monotonic): /readyz.
         self.store_trouble: tuple[str, float] | None = None
         self._store_failures = 0
@@ -244,11 +247,24 @@ class Daemon:
         network (PostgreSQL: a connect or a lock may take seconds), and while
         the store is being opened; on the loop for the local SQLite file,
         whose waits are bounded by its short busy timeout (a hop to a thread
-        costs about 0.3 ms here, twice per held call)."""
-        if self.store is not None and not getattr(self.store, "shared", False):
+        costs about 0.3 ms here, twice per held call), unless a call sent to
+        the thread (`_commit`, under load) may still be running there."""
+        threaded = self._threaded
+        if (
+            self.store is not None
+            and not getattr(self.store, "shared", False)
+            and (threaded is None or threaded.done())
+        ):
             return fn(*args, **kwargs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._store_thread, lambda: fn(*args, **kwargs))
+        return await self._on_store_thread(fn, *args, **kwargs)
+
+    async def _on_store_thread(
+        self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R:
+        """Run one store call on the store thread (one at a time, in order)."""
+        future = self._store_thread.submit(fn, *args, **kwargs)
+        self._threaded = future
+        return await asyncio.wrap_future(future)
 
     async def _open_store(self) -> Store | None:
         """Open the store. A database that cannot be reached yet is tried
@@ -475,7 +491,12 @@ class Daemon:
         delays = full_jitter(0.2, 5.0)
         while True:
             try:
-                refused = await self.in_store(self.store.commit, ops)
+                if isinstance(self.store, StateDb) and self.runner and self.runner.in_flight:
+                    # Requests are out: the file's fsync runs on the store
+                    # thread meanwhile, and their answers are read on the loop.
+                    refused = await self._on_store_thread(self.store.commit, ops)
+                else:
+                    refused = await self.in_store(self.store.commit, ops)
             except (StateDbReplaced, StateDbCorrupt, LeaseLost) as exc:
                 self.store_lost(exc, sends)
                 return None

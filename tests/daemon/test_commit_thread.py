@@ -1,0 +1,55 @@
+"""Where the SQLite file is written (io/daemon.py `_commit`): on the event
+loop while no request is out (a hop to a thread would only add to each
+call's latency), on the store thread while requests are out, so that their
+answers are read while the disk syncs; never two store calls at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from holdd.core.records import PutClaim, StoreOp
+from holdd.io.store.sqlite import StateDb
+from holdd.sim.server import Simulator
+from support.config import config_text
+from support.inproc import ready, running_daemon
+from support.sim import hold_requests, talking_call
+
+
+async def test_a_commit_goes_to_the_store_thread_only_while_requests_are_out(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with running_daemon(tmp_path, config_text(sim)) as (daemon, _logs):
+        await ready(daemon, sim)
+        store = daemon.store
+        assert isinstance(store, StateDb)
+        real = store.commit
+        claims: dict[int, str] = {}
+        running = threading.Lock()
+
+        def commit(ops: Sequence[StoreOp]) -> set[tuple[int, str, str]]:
+            # Never entered twice at once, whichever thread runs it.
+            assert running.acquire(blocking=False), "two store calls at once"
+            try:
+                for op in ops:
+                    if isinstance(op, PutClaim):
+                        claims[op.claim.call_session_id] = threading.current_thread().name
+                return real(ops)
+            finally:
+                running.release()
+
+        store.commit = commit  # type: ignore[method-assign]
+        loop_thread = threading.current_thread().name
+        # The first hold is applied at once and answered 2 s late: out meanwhile.
+        sim.faults.delay(2.0, n=1, method="hold.call", after_apply=True)
+        first = await talking_call(sim, direction="in")
+        await sim.faults.wait_for_attempts(1, method="hold.call", answered=False)
+        second = await talking_call(sim, direction="in")
+        await daemon.wait_for(lambda: daemon.machine.settled >= 2, within=10)
+        third = await talking_call(sim, direction="in")
+        await daemon.wait_for(lambda: daemon.machine.settled >= 3, within=10)
+    assert claims[first] == loop_thread  # nothing was out
+    assert claims[second].startswith("holdd-store")  # the first hold was out
+    assert claims[third] == loop_thread  # both answered: nothing out again
+    assert [len(hold_requests(sim, c)) for c in (first, second, third)] == [1, 1, 1]
