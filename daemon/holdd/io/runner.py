@@ -227,21 +227,41 @@ class Runner:
         finally:
             self._active -= 1
 
-    async def _hold(self, decision: Decision) -> None:
-        csid, rule = decision.call_session_id, decision.rule.name
-        tokens = _bind_call(csid, rule)
+    async def _carry(
+        self,
+        drive: Coroutine[Any, Any, Verdict],
+        call_session_id: int,
+        rule: str,
+        *,
+        cancelled: str,
+        crashed: str,
+    ) -> Verdict:
+        """Await one action's `drive` with the call and the rule on every line
+        logged meanwhile. A crash is a failed verdict (logged as `crashed`); a
+        cancel (the stop's bound ran out) is logged as `cancelled` and leaves
+        the claim without a result: the request may have been applied, and
+        the next start checks it with list.calls."""
+        tokens = _bind_call(call_session_id, rule)
         try:
-            verdict = await self.drive_hold(decision)
+            return await drive
         except asyncio.CancelledError:
-            # The claim stays without a result: the request may have been
-            # applied, and the next start checks it with list.calls.
-            self.log.bind(call_session_id=csid, rule=rule).warning("hold_cancelled")
+            self.log.bind(call_session_id=call_session_id, rule=rule).warning(cancelled)
             raise
         except Exception:
-            self.log.bind(call_session_id=csid, rule=rule).exception("hold_crashed")
-            verdict = Verdict(Result.FAILED, reason="crashed")
+            self.log.bind(call_session_id=call_session_id, rule=rule).exception(crashed)
+            return Verdict(Result.FAILED, reason="crashed")
         finally:
             reset_contextvars(**tokens)
+
+    async def _hold(self, decision: Decision) -> None:
+        csid, rule = decision.call_session_id, decision.rule.name
+        verdict = await self._carry(
+            self.drive_hold(decision),
+            csid,
+            rule,
+            cancelled="hold_cancelled",
+            crashed="hold_crashed",
+        )
         await self.on_hold(decision, verdict)
 
     async def drive_hold(self, decision: Decision) -> Verdict:
@@ -323,17 +343,13 @@ class Runner:
                 self._current = None
 
     async def _unhold(self, call_session_id: int, rule: str) -> None:
-        tokens = _bind_call(call_session_id, rule)
-        try:
-            verdict = await self.drive_unhold(call_session_id)
-        except asyncio.CancelledError:
-            self.log.bind(call_session_id=call_session_id, rule=rule).warning("unhold_cancelled")
-            raise
-        except Exception:
-            self.log.bind(call_session_id=call_session_id, rule=rule).exception("unhold_crashed")
-            verdict = Verdict(Result.FAILED, reason="crashed")
-        finally:
-            reset_contextvars(**tokens)
+        verdict = await self._carry(
+            self.drive_unhold(call_session_id),
+            call_session_id,
+            rule,
+            cancelled="unhold_cancelled",
+            crashed="unhold_crashed",
+        )
         await self.on_unhold(call_session_id, rule, verdict)
 
     async def drive_unhold(self, call_session_id: int) -> Verdict:
