@@ -5,6 +5,7 @@ answers are read while the disk syncs; never two store calls at once."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,3 +54,43 @@ async def test_a_commit_goes_to_the_store_thread_only_while_requests_are_out(
     assert claims[second].startswith("holdd-store")  # the first hold was out
     assert claims[third] == loop_thread  # both answered: nothing out again
     assert [len(hold_requests(sim, c)) for c in (first, second, third)] == [1, 1, 1]
+
+
+async def test_a_stop_during_a_commit_on_the_store_thread_still_sends_its_turn(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """SIGTERM arrives while a turn's commit runs on the store thread: its
+    claim is on disk, so the turn is carried out all the same (the hold goes
+    out within the stop's bound) before the loop stops; it is not left for
+    the next start to find."""
+    async with running_daemon(tmp_path, config_text(sim)) as (daemon, logs):
+        await ready(daemon, sim)
+        store = daemon.store
+        assert isinstance(store, StateDb)
+        real = store.commit
+        entered, release = threading.Event(), threading.Event()
+        held_up: list[int] = []  # the call whose claim's commit waits for `release`
+
+        def commit(ops: Sequence[StoreOp]) -> set[tuple[int, str, str]]:
+            if any(isinstance(op, PutClaim) and op.claim.call_session_id in held_up for op in ops):
+                entered.set()
+                release.wait(10)
+            return real(ops)
+
+        store.commit = commit  # type: ignore[method-assign]
+        sim.faults.delay(1.0, n=1, method="hold.call", after_apply=True)
+        first = await talking_call(sim, direction="in")
+        await sim.faults.wait_for_attempts(1, method="hold.call", answered=False)
+        second = await sim.start_call(direction="in")
+        held_up.append(second)
+        await sim.answer(second)
+        assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
+        daemon.request_stop("test: stop during a commit")
+        # The stop is under way (it cancels the loop at once) when the first
+        # hold's late answer arrives; only then does the commit end.
+        await sim.faults.wait_for_attempts(1, method="hold.call", answered=True)
+        release.set()
+    # Both holds went out once; the second one's after the stop began.
+    assert [len(hold_requests(sim, c)) for c in (first, second)] == [1, 1]
+    sent = [e["call_session_id"] for e in logs.events("hold_sent")]
+    assert sorted(sent) == sorted([first, second])

@@ -248,7 +248,7 @@ class Daemon:
         the store is being opened; on the loop for the local SQLite file,
         whose waits are bounded by its short busy timeout (a hop to a thread
         costs about 0.3 ms here, twice per held call), unless a call sent to
-        the thread (`_commit`, under load) may still be running there."""
+        the thread (`_write`, under load) may still be running there."""
         threaded = self._threaded
         if (
             self.store is not None
@@ -377,6 +377,11 @@ class Daemon:
                 await asyncio.sleep(0)
                 self._held_back = None
             await self._turn(first)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # The stop came during the turn's commit, which finished the
+                # turn first (`_write`): now the loop stops.
+                raise asyncio.CancelledError
 
     async def _turn(self, first: Input | None = None) -> None:
         """One loop turn: every queued input, one transaction, then the rest."""
@@ -491,12 +496,7 @@ class Daemon:
         delays = full_jitter(0.2, 5.0)
         while True:
             try:
-                if isinstance(self.store, StateDb) and self.runner and self.runner.in_flight:
-                    # Requests are out: the file's fsync runs on the store
-                    # thread meanwhile, and their answers are read on the loop.
-                    refused = await self._on_store_thread(self.store.commit, ops)
-                else:
-                    refused = await self.in_store(self.store.commit, ops)
+                refused = await self._write(self.store, ops)
             except (StateDbReplaced, StateDbCorrupt, LeaseLost) as exc:
                 self.store_lost(exc, sends)
                 return None
@@ -508,6 +508,32 @@ class Daemon:
                 continue
             self.store_ok()
             return refused
+
+    async def _write(self, store: Store, ops: list[StoreOp]) -> set[ClaimKey]:
+        """One commit. On the loop for the local SQLite file while no request
+        is out; on the store thread for the shared store, and for SQLite while
+        requests are out (their answers are read while the disk syncs).
+
+        A stop that comes while the store thread writes does not cut the turn
+        short: its claims are being made durable, so the turn waits for them
+        and is carried out (its requests go out within the stop's bound), and
+        the loop stops after it (`_loop`).
+        """
+        threaded = self._threaded
+        out = (
+            getattr(store, "shared", False)
+            or (isinstance(store, StateDb) and self.runner is not None and self.runner.in_flight)
+            or (threaded is not None and not threaded.done())
+        )
+        if not out:
+            return store.commit(ops)
+        future = self._store_thread.submit(store.commit, ops)
+        self._threaded = future
+        written = asyncio.wrap_future(future)
+        try:
+            return await asyncio.shield(written)
+        except asyncio.CancelledError:
+            return await written
 
     def store_failed(self, exc: StoreError, sends: int = 0) -> None:
         """A store write (a commit, a heartbeat) failed: logged once per outage."""
