@@ -275,3 +275,52 @@ def test_logger_follows_every_configure() -> None:
     assert two["token_text"] == "***"
     assert two["call_session_id"] == 7
     assert (three["event"], three["rule"], three["level"]) == ("three", "vip", "warning")
+
+
+def test_secret_keys_are_redacted_however_often_clean_keys_were_seen() -> None:
+    """Lines whose keys were all seen before take a short cut: it must never
+    let a secret-named key, a nested dict or a new key through unredacted."""
+    buf = io.BytesIO()
+    logs.configure(fmt="json", level="info", stream=buf)
+    log = logs.Logger("t")
+    for _ in range(3):
+        log.info("plain", call_session_id=1, rule="vip", note="x")
+    log.info("plain", call_session_id=1, rule="vip", Access_Token="abc")
+    log.info("plain", call_session_id=1, rule="vip", note={"Password": "pw", "ok": 1})
+    log.info("plain", call_session_id=1, rule="vip", note={"deeper": {"token": "t"}})
+    log.info("plain", call_session_id=1, rule="vip", token="", secret=None, password={})
+    plain1, _, _, upper, nested, deeper, empty = lines(buf)
+    assert plain1["note"] == "x"
+    assert upper["Access_Token"] == "***"
+    assert nested["note"] == {"Password": "***", "ok": 1}
+    assert deeper["note"] == {"deeper": {"token": "***"}}
+    # Empty values stay as they are, as before.
+    assert (empty["token"], empty["secret"], empty["password"]) == ("", None, {})
+
+
+def test_key_redaction_matches_the_full_walk() -> None:
+    """`_keys_clean` gives the same dict with a warm cache of clean keys as
+    with a cold one, and never caches a secret's name."""
+    event: dict[Any, Any] = {
+        "event": "e",
+        "rule": "r",
+        "TOKEN": "t",
+        "fields": {"authorization": "a", "x": {"Secret": "s"}, "n": [1, {"password": "p"}]},
+        7: "number key",
+    }
+    logs._CLEAN_KEYS.clear()
+    cold = logs._keys_clean(event)
+    warm = logs._keys_clean(event)
+    assert (
+        cold
+        == warm
+        == {
+            "event": "e",
+            "rule": "r",
+            "TOKEN": "***",
+            "fields": {"authorization": "***", "x": {"Secret": "***"}, "n": [1, {"password": "p"}]},
+            7: "number key",
+        }
+    )
+    assert not {k.casefold() for k in logs._CLEAN_KEYS} & logs._SECRET_KEYS
+    assert logs._keys_clean({"event": "e", "rule": "r"}) == {"event": "e", "rule": "r"}

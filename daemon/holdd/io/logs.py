@@ -143,13 +143,29 @@ def _redact_keys(_logger: WrappedLogger, _name: str, event: EventDict) -> EventD
     return _keys_clean(event)
 
 
+#: Keys seen to be no secret's name, so that a line whose keys are all
+#: known (nearly every line: the keys are the code's) and whose values hold
+#: no dict is copied in C, without a casefold per key. Bounded: keys that
+#: come from outside (a nested dict's) never fill it past `_CLEAN_KEYS_MAX`.
+_CLEAN_KEYS: set[str] = set()
+_CLEAN_KEYS_MAX = 4096
+
+
 def _keys_clean(d: Mapping[Any, Any]) -> dict[Any, Any]:
+    if _CLEAN_KEYS.issuperset(d) and dict not in set(map(type, d.values())):
+        return dict(d)
     out = {}
     for key, value in d.items():
-        if value and isinstance(key, str) and key.casefold() in _SECRET_KEYS:
-            value = "***"
-        elif type(value) is dict:
-            value = _keys_clean(value)
+        if isinstance(key, str) and key.casefold() in _SECRET_KEYS:
+            if value:
+                value = "***"
+            elif type(value) is dict:
+                value = {}
+        else:
+            if isinstance(key, str) and len(_CLEAN_KEYS) < _CLEAN_KEYS_MAX:
+                _CLEAN_KEYS.add(key)
+            if type(value) is dict:
+                value = _keys_clean(value)
         out[key] = value
     return out
 
