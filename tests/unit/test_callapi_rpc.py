@@ -96,3 +96,30 @@ def test_an_error_with_a_null_id_is_still_read() -> None:
     error = {"code": -32700, "message": "Parse error", "data": {"mnemonic": "parse_error"}}
     raw = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": error})
     assert isinstance(read_reply("hold.call", 3, 200, raw).outcome, CallApiError)
+
+
+def test_limits_read_alike_whatever_the_number_type() -> None:
+    """Plain in-range integers take a short cut; every other value is read
+    as before: a float is truncated, a bool, text, NaN or a number beyond
+    64 bits is taken as not given."""
+    raw = {
+        "limits": {
+            "minute_limit": 250,
+            "minute_remaining": 249.9,
+            "minute_reset": True,
+            "day_limit": 2**63,
+            "day_remaining": -(2**63),
+            "day_reset": "12",
+        }
+    }
+    assert Limits.parse(raw) == Limits(
+        day_limit=None,
+        day_remaining=-(2**63),
+        day_reset=None,
+        minute_limit=250,
+        minute_remaining=249,
+        minute_reset=None,
+    )
+    assert Limits.parse({"limits": {"minute_reset": float("nan"), "day_limit": 2**63 - 1}}) == (
+        Limits(day_limit=2**63 - 1)
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from holdd.core.events import as_int, beyond_int64
+from holdd.core.events import INT64_MAX, INT64_MIN, as_int, beyond_int64
 from holdd.core.states import LEG_STATES, CallState
 
 
@@ -37,8 +37,12 @@ class Limits:
         if not isinstance(raw, dict):
             return None
         values: dict[str, int | None] = {}
-        for name in cls.__dataclass_fields__:
+        for name in _LIMIT_FIELDS:
             value = raw.get(name)
+            if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+                # The usual case, in short: a plain integer in range.
+                values[name] = value
+                continue
             number = value if isinstance(value, int | float) else None
             # Beyond 64 bits it is no limit the API keeps (docs/callapi.md
             # section 6): taken as not given, never as a wait of ages.
@@ -50,6 +54,10 @@ class Limits:
             )
             values[name] = int(number) if ok and number is not None else None
         return cls(**values)
+
+
+#: The fields of `Limits`, in order (read once, not per answer).
+_LIMIT_FIELDS = tuple(Limits.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
