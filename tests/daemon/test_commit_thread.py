@@ -1,7 +1,8 @@
-"""Where the SQLite file is written (io/daemon.py `_commit`): on the event
-loop while no request is out (a hop to a thread would only add to each
-call's latency), on the store thread while requests are out, so that their
-answers are read while the disk syncs; never two store calls at once."""
+"""Where the SQLite file is written (io/daemon.py `_write`): on the event
+loop while few requests are out (a hop to a thread would only add to each
+call's latency), on the store thread while `OFF_LOOP_FROM` or more are out,
+so that their answers are read while the disk syncs; never two store calls
+at once; and a stop during such a commit still carries out its turn."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from holdd.core.records import PutClaim, StoreOp
+from holdd.io.daemon import OFF_LOOP_FROM
 from holdd.io.store.sqlite import StateDb
 from holdd.sim.server import Simulator
 from support.config import config_text
@@ -42,18 +44,19 @@ async def test_a_commit_goes_to_the_store_thread_only_while_requests_are_out(
 
         store.commit = commit  # type: ignore[method-assign]
         loop_thread = threading.current_thread().name
-        # The first hold is applied at once and answered 2 s late: out meanwhile.
-        sim.faults.delay(2.0, n=1, method="hold.call", after_apply=True)
-        first = await talking_call(sim, direction="in")
-        await sim.faults.wait_for_attempts(1, method="hold.call", answered=False)
+        # The first holds are applied at once and answered 2 s late: out meanwhile.
+        sim.faults.delay(2.0, n=OFF_LOOP_FROM, method="hold.call", after_apply=True)
+        early = [await talking_call(sim, direction="in") for _ in range(OFF_LOOP_FROM)]
+        await sim.faults.wait_for_attempts(OFF_LOOP_FROM, method="hold.call", answered=False)
         second = await talking_call(sim, direction="in")
-        await daemon.wait_for(lambda: daemon.machine.settled >= 2, within=10)
+        await daemon.wait_for(lambda: daemon.machine.settled > OFF_LOOP_FROM, within=10)
         third = await talking_call(sim, direction="in")
-        await daemon.wait_for(lambda: daemon.machine.settled >= 3, within=10)
-    assert claims[first] == loop_thread  # nothing was out
-    assert claims[second].startswith("holdd-store")  # the first hold was out
-    assert claims[third] == loop_thread  # both answered: nothing out again
-    assert [len(hold_requests(sim, c)) for c in (first, second, third)] == [1, 1, 1]
+        await daemon.wait_for(lambda: daemon.machine.settled > OFF_LOOP_FROM + 1, within=10)
+    # Fewer were out for each of the first ones than OFF_LOOP_FROM.
+    assert [claims[c] for c in early] == [loop_thread] * OFF_LOOP_FROM
+    assert claims[second].startswith("holdd-store")  # OFF_LOOP_FROM holds were out
+    assert claims[third] == loop_thread  # all answered: nothing out again
+    assert [len(hold_requests(sim, c)) for c in (*early, second, third)] == [1] * len(claims)
 
 
 async def test_a_stop_during_a_commit_on_the_store_thread_still_sends_its_turn(
@@ -78,19 +81,19 @@ async def test_a_stop_during_a_commit_on_the_store_thread_still_sends_its_turn(
             return real(ops)
 
         store.commit = commit  # type: ignore[method-assign]
-        sim.faults.delay(1.0, n=1, method="hold.call", after_apply=True)
-        first = await talking_call(sim, direction="in")
-        await sim.faults.wait_for_attempts(1, method="hold.call", answered=False)
+        sim.faults.delay(1.0, n=OFF_LOOP_FROM, method="hold.call", after_apply=True)
+        early = [await talking_call(sim, direction="in") for _ in range(OFF_LOOP_FROM)]
+        await sim.faults.wait_for_attempts(OFF_LOOP_FROM, method="hold.call", answered=False)
         second = await sim.start_call(direction="in")
         held_up.append(second)
         await sim.answer(second)
         assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
         daemon.request_stop("test: stop during a commit")
         # The stop is under way (it cancels the loop at once) when the first
-        # hold's late answer arrives; only then does the commit end.
-        await sim.faults.wait_for_attempts(1, method="hold.call", answered=True)
+        # holds' late answers arrive; only then does the commit end.
+        await sim.faults.wait_for_attempts(OFF_LOOP_FROM, method="hold.call", answered=True)
         release.set()
-    # Both holds went out once; the second one's after the stop began.
-    assert [len(hold_requests(sim, c)) for c in (first, second)] == [1, 1]
+    # Every hold went out once; the last one's after the stop began.
+    assert [len(hold_requests(sim, c)) for c in (*early, second)] == [1] * (OFF_LOOP_FROM + 1)
     sent = [e["call_session_id"] for e in logs.events("hold_sent")]
-    assert sorted(sent) == sorted([first, second])
+    assert sorted(sent) == sorted([*early, second])
