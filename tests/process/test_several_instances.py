@@ -137,8 +137,9 @@ async def test_a_killed_instances_hold_in_flight_and_timer_go_to_the_survivor(
         await a.wait_event(lambda e: e["event"] == "resync_done")
         await b.wait_event(lambda e: e["event"] == "resync_done")
         # b is running but frozen while a takes the next two calls, so that a
-        # wins both claims; a dies a moment later, well within its request
-        # timeout (1 s) and the unhold_after (1.5 s), however slow the machine.
+        # wins both claims; a dies a moment later (tens of ms), well within
+        # its request timeout (1 s) and the unhold_after (1.5 s), with no
+        # second instance starting up in between to slow the machine down.
         b.send(signal.SIGSTOP)
         try:
             # Held by a, its unhold timer pending when a dies.
