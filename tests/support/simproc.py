@@ -25,6 +25,9 @@ class SimProcess:
     callapi_url: str
     #: The control API's base (`/control/...`).
     control_url: str
+    #: Where Call API outages are switched on (POST) and off (DELETE).
+    outage_url: str
+    process: asyncio.subprocess.Process
 
     async def methods(self) -> Counter[str]:
         """How many requests of each method the Call API received."""
@@ -37,12 +40,13 @@ class SimProcess:
 
 
 @contextlib.asynccontextmanager
-async def sim_process(token: str = TOKEN) -> AsyncIterator[SimProcess]:
-    """Run `holdd sim --listen 127.0.0.1:0 --token TOKEN` until the block ends."""
+async def sim_process(token: str = TOKEN, *options: str) -> AsyncIterator[SimProcess]:
+    """Run `holdd sim --listen 127.0.0.1:0 --token TOKEN [options]` until the
+    block ends (its exit code is then in `process.returncode`)."""
     env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        *("-m", "holdd", "sim", "--listen", "127.0.0.1:0", "--token", token),
+        *("-m", "holdd", "sim", "--listen", "127.0.0.1:0", "--token", token, *options),
         stdout=asyncio.subprocess.PIPE,
         env=env,
     )
@@ -52,7 +56,7 @@ async def sim_process(token: str = TOKEN) -> AsyncIterator[SimProcess]:
             line = orjson.loads(await proc.stdout.readline())
         assert line["event"] == "sim_listening", line
         control = str(line["control_url"]).removesuffix("/calls")
-        yield SimProcess(str(line["callapi_url"]), control)
+        yield SimProcess(str(line["callapi_url"]), control, str(line["outage_url"]), proc)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
