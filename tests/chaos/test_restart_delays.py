@@ -144,7 +144,8 @@ async def test_a_restored_timer_becomes_a_hold_in_at_most_two_commits(
 async def test_a_restart_does_not_run_the_rules_again_on_calls_no_rule_matched(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    path = write_config(tmp_path, chaos_config(sim, log_format="json"), RULES)
+    # At debug: a call's changes and decisions are debug lines.
+    path = write_config(tmp_path, chaos_config(sim, log_format="json", log_level="debug"), RULES)
     first = DaemonProcess(path)
     await first.start()
     try:

@@ -3,12 +3,15 @@ exact JSON-RPC request the API receives, the log lines an operator reads."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from holdd.sim.server import Simulator
 from support.config import config_text, write_config
-from support.process import DaemonProcess
+from support.process import PACKAGE_ROOT, DaemonProcess
 from support.sim import TOKEN
 
 RULES = """
@@ -106,7 +109,9 @@ async def test_holds_calls_with_the_exact_request_shape(sim: Simulator, tmp_path
         )
         nomatch = await daemon.wait_event(lambda e: e["event"] == "no_rule_matched")
         assert nomatch["call_session_id"] == other
-        assert [t["failed"] for t in nomatch["trace"]] == ["direction", "virtual_phone_number"]
+        # The line counts the rules; the trace is for `holdd explain`.
+        assert (nomatch["level"], nomatch["tried"] + nomatch["ruled_out"]) == ("debug", 2)
+        assert "trace" not in nomatch
     finally:
         code = await daemon.stop()
 
@@ -132,6 +137,89 @@ async def test_holds_calls_with_the_exact_request_shape(sim: Simulator, tmp_path
     # the access token never appears, in stdout or stderr
     assert TOKEN.encode() not in b"\n".join(daemon.raw)
     assert TOKEN.encode() not in daemon.stderr
+
+
+def sent(csid: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["event"] == "hold_sent" and e["call_session_id"] == csid
+
+
+async def explain(config: Path, csid: int) -> str:
+    """`holdd explain -c config csid`'s output (it must exit 0)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "holdd",
+        "explain",
+        "-c",
+        str(config),
+        str(csid),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PYTHONPATH": PACKAGE_ROOT, "PATH": "/usr/bin:/bin"},
+    )
+    async with asyncio.timeout(30):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err
+    return out.decode()
+
+
+async def test_at_info_a_held_call_is_one_line_and_explain_keeps_the_trace(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The default level: from Talk to the end of the call, a held call logs
+    `hold_sent` and nothing else; a call no rule wants logs nothing. Why
+    either went as it did is in `holdd explain`, not in the log."""
+    state = tmp_path / "state.db"
+    text = config_text(sim, log_format="json", log_level="info", state=str(state))
+    config = write_config(tmp_path, text, RULES)
+    daemon = DaemonProcess(config)
+    await daemon.start()
+    calls: list[int] = []
+    try:
+        await sim.wait_for_clients(1, timeout=20)
+        for i in range(5):
+            csid = await sim.start_call(
+                direction="in",
+                contact_phone_number=f"7926000000{i}",
+                virtual_phone_number="74951112233",
+            )
+            await sim.answer(csid)
+            calls.append(csid)
+        other = await sim.start_call(
+            direction="out", contact_phone_number="79031234567", virtual_phone_number="74950000000"
+        )
+        await sim.answer(other)
+        await sim.wait_for_requests(5, method="hold.call", timeout=20)
+        for csid in calls:
+            await daemon.wait_event(sent(csid))
+        for csid in [*calls, other]:
+            await sim.finish_talk(csid)
+            await sim.end_call(csid)
+        # Held after the others ended on the same stream: once its line is
+        # out, every notification before it has been handled.
+        marker = await sim.start_call(
+            direction="in", contact_phone_number="79269999999", virtual_phone_number="74951112233"
+        )
+        await sim.answer(marker)
+        await daemon.wait_event(sent(marker))
+    finally:
+        code = await daemon.stop()
+    assert code == 0, daemon.stderr
+    events = daemon.events()
+    assert {e["level"] for e in events} <= {"info", "warning", "error"}
+    for csid in calls:
+        [line] = [e for e in events if e.get("call_session_id") == csid]
+        assert (line["level"], line["event"], line["rule"]) == ("info", "hold_sent", "vip-music")
+        assert (line["message_type"], line["message_value"]) == ("media", "2034")
+        assert line["attempts"] == 1 and line["request_id"]
+    assert [e for e in events if e.get("call_session_id") == other] == []
+    assert not [e for e in events if "trace" in e]
+
+    why_not = await explain(config, other)
+    assert "vip-music: direction failed (actual 'out')" in why_not, why_not
+    why = await explain(config, calls[0])
+    assert "rule vip-music chosen; tried vip-music: matched" in why, why
+    assert "hold by rule vip-music: held, media '2034'" in why, why
 
 
 async def test_duplicate_talk_started_never_holds_twice(sim: Simulator, tmp_path: Path) -> None:

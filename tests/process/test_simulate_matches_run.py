@@ -24,6 +24,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from holdd.cli.main import main
+from holdd.config.settings import load_settings
+from holdd.core.records import TraceKind
+from holdd.io.store.sqlite import StateDb
 from holdd.sim.server import Simulator
 from support.config import config_text, write_config
 from support.process import DaemonProcess
@@ -203,8 +206,25 @@ def simulate_decisions(out: list[dict[str, Any]]) -> dict[int, list[tuple[Any, .
     return per
 
 
-def run_decisions(events: list[dict[str, Any]]) -> dict[int, list[tuple[Any, ...]]]:
-    """Per call, in order: what `holdd run` logged."""
+def stored_traces(config: Path) -> Callable[[int], list[dict[str, Any]]]:
+    """The rule trace `holdd run` stored for a call's (latest) evaluation, as
+    `holdd explain` reads it: the log line only counts the rules tried."""
+
+    def trace(csid: int) -> list[dict[str, Any]]:
+        with StateDb.open(load_settings(config).state_path, readonly=True) as state:
+            entries = [e for e in state.trace(csid) if e.kind is TraceKind.EVALUATION]
+        found = entries[-1].payload["trace"]
+        assert isinstance(found, list)
+        return found
+
+    return trace
+
+
+def run_decisions(
+    events: list[dict[str, Any]], trace: Callable[[int], list[dict[str, Any]]]
+) -> dict[int, list[tuple[Any, ...]]]:
+    """Per call, in order: what `holdd run` logged (and stored, for the trace
+    of a call no rule matched)."""
     per: dict[int, list[tuple[Any, ...]]] = {}
     for e in events:
         event = e["event"]
@@ -221,7 +241,7 @@ def run_decisions(events: list[dict[str, Any]]) -> dict[int, list[tuple[Any, ...
         elif event == "timer_cancelled":
             item = ("cancelled", e["timer"], e["rule"], e["reason"])
         elif event == "no_rule_matched":
-            item = (event, failures(e["trace"]))
+            item = (event, failures(trace(e["call_session_id"])))
         elif event.startswith(("hold_", "unhold_")):
             # hold_failed, hold_skipped, hold_confirmed_by_..., unhold_failed, ...
             item = (event, e.get("rule"), e.get("reason"))
@@ -348,7 +368,7 @@ async def test_simulate_gives_the_decisions_run_makes(
     simulated = [orjson.loads(line) for line in out.splitlines()]
 
     by_simulate = simulate_decisions(simulated)
-    by_run = run_decisions(daemon.events())
+    by_run = run_decisions(daemon.events(), stored_traces(config))
     report = (
         show("holdd simulate", by_simulate, names)
         + "\n"

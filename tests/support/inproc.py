@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 from holdd.config.rulefiles import load_rules
@@ -20,8 +21,11 @@ from support.logs import LogCapture
 async def running_daemon(
     tmp_path: Path, config: str, rules: str = MEDIA_RULE
 ) -> AsyncIterator[tuple[Daemon, LogCapture]]:
-    """Start a Daemon with `config`; stop it (and check it stopped cleanly) on exit."""
-    settings = load_settings(write_config(tmp_path, config, rules))
+    """Start a Daemon with `config`; stop it (and check it stopped cleanly) on exit.
+
+    It logs at debug, whatever `config` says, so that tests see a call's
+    changes and rule decisions (`call_talk_started`, `rule_matched`, ...)."""
+    settings = replace(load_settings(write_config(tmp_path, config, rules)), log_level="debug")
     capture = LogCapture()
     logs.configure(fmt="json", level="debug", secrets=settings.secrets, stream=capture.buffer)
     daemon = Daemon(settings, load_rules(settings.rule_files, settings.tts_max_length))

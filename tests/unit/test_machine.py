@@ -94,7 +94,7 @@ def rules(tmp_path: Path, text: str = RULES) -> RuleSet:
 
 
 def machine(tmp_path: Path, text: str = RULES) -> Machine:
-    return Machine(rules(tmp_path, text), DEFAULT_EVENT_NAMES)
+    return Machine(rules(tmp_path, text), DEFAULT_EVENT_NAMES, debug=True)
 
 
 def raw(csid: int, name: str, vpn: str = VIP) -> str:
@@ -170,6 +170,79 @@ def test_no_rule_matched_sends_nothing(tmp_path: Path) -> None:
     out = feed(m, 1, TALK_STARTED, 100.0, vpn="74959999999")
     assert out.sends == [] and ops(out, PutClaim) == []
     assert "no_rule_matched" in events(out)
+
+
+def info_lines(*outs: Commands) -> list[LogRecord]:
+    return [r for out in outs for r in out.logs if r.level != "debug"]
+
+
+def test_at_info_a_held_call_is_one_line_carrying_the_decision(tmp_path: Path) -> None:
+    """A call's changes and its rule decision are debug lines; at info a held
+    call reads as its `hold_sent` alone, from Talk to the end of the call."""
+    m = Machine(rules(tmp_path), DEFAULT_EVENT_NAMES)
+    talk = feed(m, 1, TALK_STARTED, 100.0)
+    settled = held(m, only_hold(talk), 100.1)
+    finished = feed(m, 1, TALK_FINISHED, 110.0)
+    ended = feed(m, 1, CALL_FINISHED, 111.0)
+    [line] = info_lines(talk, settled, finished, ended)
+    assert (line.level, line.event) == ("info", "hold_sent")
+    assert line.fields == {
+        "call_session_id": 1,
+        "rule": "vip",
+        "request_id": "r1",
+        "message_type": "media",
+        "message_value": "2034",
+        "episode": 1,
+        "attempts": 1,
+    }
+    # Nothing of the debug lines is even made: the machine skips them.
+    assert [r.event for r in talk.logs + finished.logs + ended.logs] == []
+    # The decision is still counted and traced for `holdd explain`.
+    assert Metric("rule_matched", ("vip",)) in talk.metrics
+    assert {op.entry.kind.value for op in ops(talk, AddTrace)} == {"event", "evaluation"}
+
+
+def test_at_info_a_call_no_rule_matches_or_that_waits_logs_nothing(tmp_path: Path) -> None:
+    m = Machine(rules(tmp_path), DEFAULT_EVENT_NAMES)
+    assert info_lines(feed(m, 1, TALK_STARTED, 100.0, vpn="74959999999")) == []
+    waiting = feed(m, 2, TALK_STARTED, 100.0, vpn=WAIT)
+    assert waiting.sends == [] and len(waiting.timers) == 1
+    assert info_lines(waiting, feed(m, 2, CALL_FINISHED, 105.0)) == []
+
+
+def test_a_decision_line_counts_the_rules_and_carries_no_trace(tmp_path: Path) -> None:
+    """The trace of every rule tried is stored for `holdd explain`; the log
+    line names the rule and counts, so its size does not grow with the rules."""
+    m = machine(tmp_path)
+    matched = log(feed(m, 1, TALK_STARTED, 100.0), "rule_matched")
+    assert matched.level == "debug"
+    assert matched.fields == {
+        "call_session_id": 1,
+        "rule": "vip",
+        "mode": "live",
+        "tried": 1,
+        "ruled_out": 2,
+    }
+    none = feed(m, 2, TALK_STARTED, 100.0, vpn="74959999999")
+    assert log(none, "no_rule_matched").fields == {
+        "call_session_id": 2,
+        "tried": 0,
+        "ruled_out": 3,
+    }
+    [evaluation] = [op.entry for op in ops(none, AddTrace) if op.entry.kind.value == "evaluation"]
+    trace = evaluation.payload["trace"]
+    assert isinstance(trace, list)
+    assert [t["rule"] for t in trace] == ["vip", "wait", "quiet"]
+
+
+def test_a_rule_that_cannot_act_is_an_error_line_at_any_level(tmp_path: Path) -> None:
+    text = '[[rule]]\nname = "long"\n[rule.hold]\ntts = "{virtual_phone_number}' + "x" * 495 + '"\n'
+    m = Machine(rules(tmp_path, text), DEFAULT_EVENT_NAMES)
+    out = feed(m, 1, TALK_STARTED, 100.0)
+    assert out.sends == []
+    [line] = info_lines(out)
+    assert (line.level, line.event, line.fields["rule"]) == ("error", "hold_skipped", "long")
+    assert "tts_max_length" in str(line.fields["reason"])
 
 
 # -- settled, unhold_after, unhold -------------------------------------------------

@@ -287,14 +287,17 @@ class Machine:
 
     def _on_change(self, change: CallChange, now: float, out: Commands) -> None:
         call = change.call
-        out.log(
-            "info",
-            _CHANGE_EVENTS[change.kind],
-            call_session_id=call.call_session_id,
-            episode=call.episode,
-            source=change.source,
-            direction=call.fields.get("direction"),
-        )
+        if self.debug:
+            # A call's changes are debug lines: at info a held call reads as
+            # its one `hold_sent` line (docs/operations.md, level policy).
+            out.log(
+                "debug",
+                _CHANGE_EVENTS[change.kind],
+                call_session_id=call.call_session_id,
+                episode=call.episode,
+                source=change.source,
+                direction=call.fields.get("direction"),
+            )
         payload = {
             "change": _CHANGE_VALUES[change.kind],
             "source": change.source,
@@ -322,29 +325,30 @@ class Machine:
                 timer = effect.timer
                 out.persist.append(PutTimer(timer))
                 out.timers.append(Arm(timer))
-                due_in = round(max(0.0, timer.due_at - now), 3)
-                out.log(
-                    "info",
-                    "rule_pending",
-                    call_session_id=csid,
-                    rule=timer.rule,
-                    due_in=due_in,
-                    due_at=round(timer.due_at, 3),
-                )
+                if self.debug:
+                    out.log(
+                        "debug",
+                        "rule_pending",
+                        call_session_id=csid,
+                        rule=timer.rule,
+                        due_in=round(max(0.0, timer.due_at - now), 3),
+                        due_at=round(timer.due_at, 3),
+                    )
             elif isinstance(effect, Unhold):
                 self._unhold(effect.timer, now, out)
             elif isinstance(effect, Cancelled):
                 timer = effect.timer
                 out.persist.append(DropTimer(timer.kind, csid))
                 out.timers.append(Disarm(timer))
-                out.log(
-                    "info",
-                    "timer_cancelled",
-                    call_session_id=csid,
-                    rule=timer.rule,
-                    timer=timer.kind.value,
-                    reason=effect.reason,
-                )
+                if self.debug:
+                    out.log(
+                        "debug",
+                        "timer_cancelled",
+                        call_session_id=csid,
+                        rule=timer.rule,
+                        timer=timer.kind.value,
+                        reason=effect.reason,
+                    )
 
     def _hold(self, decision: Decision, now: float, out: Commands) -> None:
         csid = decision.call_session_id
@@ -412,7 +416,9 @@ class Machine:
     ) -> None:
         """Trace every evaluation for `holdd explain` and log it once per
         decision: `rule_matched` when the rule acts, `rule_pending` (logged by
-        the caller) while its `after` runs, `no_rule_matched` otherwise."""
+        the caller) while its `after` runs, `no_rule_matched` otherwise; all
+        three are debug lines, without the trace (`holdd explain` shows it).
+        A rule that matched but cannot act is an error, logged at any level."""
         csid = evaluation.call_session_id
         self._remember(self.evaluations, csid, evaluation)
         call = self.table.get(csid)
@@ -423,16 +429,16 @@ class Machine:
         payload: dict[str, object] = {"error": evaluation.error, "rule": rule}
         if decision is None:
             # Why nothing acts is worth every rule, with its failed condition.
-            payload["trace"] = full = [t.as_dict() for t in evaluation.trace]
+            payload["trace"] = [t.as_dict() for t in evaluation.trace]
         else:
             # A match: the rules actually tried; the rest the index ruled out
             # (their match keys differ), counted, not evaluated again.
-            payload["trace"] = full = [t.as_dict() for t in evaluation.tried]
+            payload["trace"] = [t.as_dict() for t in evaluation.tried]
             payload["ruled_out"] = evaluation.excluded
         self._trace(csid, _EVALUATION_TRACE, payload, now, out)
-        if pending:
+        if pending or not (self.debug or evaluation.error is not None):
             return
-        level, event, fields = describe_evaluation(evaluation, full)
+        level, event, fields = describe_evaluation(evaluation)
         out.log(level, event, call_session_id=csid, **fields)
 
     # -- claims, calls, traces ---------------------------------------------------

@@ -100,18 +100,21 @@ def describe_hold(decision: Decision, v: Verdict) -> Line:
     )
 
 
-def describe_evaluation(evaluation: Evaluation, trace: list[dict[str, object]]) -> Line:
-    """The one line of a decision; `trace` as the machine stores it (every
-    rule when nothing acts; the rules actually tried when one does)."""
+def describe_evaluation(evaluation: Evaluation) -> Line:
+    """The one line of a decision. It names the rule and counts the rules
+    tried; the trace itself (each rule with the condition that failed) is
+    stored for `holdd explain`, never rendered into a log line."""
     decision = evaluation.decision
-    fields: dict[str, object]
+    counts: dict[str, object] = {"tried": len(evaluation.tried), "ruled_out": evaluation.excluded}
     if evaluation.error is not None:
-        fields = {"rule": evaluation.rule, "reason": evaluation.error, "trace": trace}
-        return "error", "hold_skipped", fields
+        return "error", "hold_skipped", {"rule": evaluation.rule, "reason": evaluation.error}
     if decision is None:
-        return "info", "no_rule_matched", {"trace": trace}
-    fields = {"rule": decision.rule.name, "mode": decision.rule.mode.value, "trace": trace}
-    return "info", "rule_matched", fields
+        return "debug", "no_rule_matched", counts
+    return (
+        "debug",
+        "rule_matched",
+        {"rule": decision.rule.name, "mode": decision.rule.mode.value, **counts},
+    )
 
 
 def describe_unhold(v: Verdict) -> Line:
