@@ -74,6 +74,7 @@ def ingest_section(n: int, n_rules: int) -> list[str]:
     msgs = corepath.messages(n)
     with tempfile.TemporaryDirectory() as tmp:
         engines = {c: corepath.engine_with(Path(tmp), c) for c in (10, 100, 1000)}
+        unmatched = {c: corepath.engine_with(Path(tmp), c, catch_all=False) for c in (10, 1000)}
     timings = interleaved(
         3,
         {
@@ -144,9 +145,10 @@ def ingest_section(n: int, n_rules: int) -> list[str]:
     ]
     per: dict[int, float] = {}
     rows = []
-    by_count = interleaved(
-        3, {str(c): corepath.core_path(msgs[:n_rules], e) for c, e in engines.items()}
-    )
+    contenders = {str(c): corepath.core_path(msgs[:n_rules], e) for c, e in engines.items()}
+    for c, e in unmatched.items():
+        contenders[f"{c}-nomatch"] = corepath.core_path(msgs[:n_rules], e, matching=False)
+    by_count = interleaved(3, contenders)
     for count in engines:
         secs, done = by_count[str(count)]
         per[count] = secs / done
@@ -159,11 +161,27 @@ def ingest_section(n: int, n_rules: int) -> list[str]:
                 f"{per[count] / per[10]:.2f}",
             ]
         )
+    missed: dict[int, float] = {}
+    for count in unmatched:
+        secs, done = by_count[f"{count}-nomatch"]
+        missed[count] = secs / done
+        FIGURES[f"rules_{count}_nomatch"] = missed[count]
+        rows.append(
+            [
+                f"core path, {count:,} rules, no rule matches",
+                f"{done / secs:,.0f}",
+                f"{secs / done * 1e6:.2f}",
+                f"{missed[count] / missed[10]:.2f} (vs 10 rules, no match)",
+            ]
+        )
     lines += [
         "## Rules",
         "",
         f"{n_rules:,} notifications per row; every call is tried against the rules the"
-        " index cannot rule out, then matches the catch-all last rule.",
+        " index cannot rule out, then matches the catch-all last rule; in the last two"
+        " rows there is no catch-all and no call matches (the evaluation stored for"
+        " `holdd explain` holds the rules tried and counts the rest by key, so its"
+        " cost follows the rules tried, not all of them).",
         "",
         *table(["rules", "notifications/s", "µs per notification", "cost vs 10 rules"], rows),
         "",
@@ -427,10 +445,17 @@ def goals_section(b: burst.BurstResult) -> list[str]:
         ],
         [
             "1,000 rules vs 10",
-            f"{f['rules_1000'] / f['rules_10']:.2f}x",
+            f"{f['rules_1000'] / f['rules_10']:.2f}x; no rule matching:"
+            f" {f['rules_1000_nomatch'] / f['rules_10_nomatch']:.2f}x",
             "10 rules",
             f"< {RULES_GOAL_RATIO:.0f}x",
-            verdict(f["rules_1000"] / f["rules_10"] < RULES_GOAL_RATIO),
+            verdict(
+                max(
+                    f["rules_1000"] / f["rules_10"],
+                    f["rules_1000_nomatch"] / f["rules_10_nomatch"],
+                )
+                < RULES_GOAL_RATIO
+            ),
         ],
         [
             "store commits per held call (flood)",

@@ -50,7 +50,12 @@ async def test_explain_shows_events_rules_tried_and_the_action(
 
     assert main(["explain", "-c", cfg, str(other)]) == 0
     out = capsys.readouterr().out
-    assert "no rule matched; tried vip: contact_phone_number failed (actual '79030000092')" in out
+    # The rule was not even tried: the index ruled it out by the caller's
+    # number, and says so.
+    assert (
+        "no rule matched; 1 rule(s) ruled out by the index:"
+        " 1 whose [rule.match] contact_phone_number does not list '79030000092'"
+    ) in out
     assert "ended (from notification)" in out
 
     assert main(["explain", "-c", cfg, "12345"]) == 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +183,15 @@ def failures(trace: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
     return tuple((t["rule"], t.get("failed", "")) for t in trace)
 
 
-def simulate_decisions(out: list[dict[str, Any]]) -> dict[int, list[tuple[Any, ...]]]:
-    """Per call, in order: what `holdd simulate` decided."""
+Failed = dict[int, tuple[tuple[str, str], ...]]
+
+
+def simulate_decisions(
+    out: list[dict[str, Any]], failed: Failed
+) -> dict[int, list[tuple[Any, ...]]]:
+    """Per call, in order: what `holdd simulate` decided. A call no rule
+    matched counts the rules its trace gives (every rule); their failed
+    conditions go to `failed`."""
     per: dict[int, list[tuple[Any, ...]]] = {}
     for o in out:
         event = o["event"]
@@ -199,32 +206,33 @@ def simulate_decisions(out: list[dict[str, Any]]) -> dict[int, list[tuple[Any, .
         elif event == "hold_skipped":
             item = ("skipped", o["rule"], o["reason"])
         elif event == "no_rule_matched":
-            item = (event, failures(o["trace"]))
+            item = (event, len(o["trace"]))
+            failed[o["call_session_id"]] = failures(o["trace"])
         else:
             item = (event,)
         per.setdefault(o["call_session_id"], []).append(item)
     return per
 
 
-def stored_traces(config: Path) -> Callable[[int], list[dict[str, Any]]]:
-    """The rule trace `holdd run` stored for a call's (latest) evaluation, as
-    `holdd explain` reads it: the log line only counts the rules tried."""
+def stored_evaluations(config: Path) -> Callable[[int], Mapping[str, Any]]:
+    """What `holdd run` stored of a call's (latest) evaluation, as `holdd
+    explain` reads it: the log line only counts the rules."""
 
-    def trace(csid: int) -> list[dict[str, Any]]:
+    def evaluation(csid: int) -> Mapping[str, Any]:
         with StateDb.open(load_settings(config).state_path, readonly=True) as state:
             entries = [e for e in state.trace(csid) if e.kind is TraceKind.EVALUATION]
-        found = entries[-1].payload["trace"]
-        assert isinstance(found, list)
-        return found
+        return entries[-1].payload
 
-    return trace
+    return evaluation
 
 
 def run_decisions(
-    events: list[dict[str, Any]], trace: Callable[[int], list[dict[str, Any]]]
+    events: list[dict[str, Any]], evaluation: Callable[[int], Mapping[str, Any]], failed: Failed
 ) -> dict[int, list[tuple[Any, ...]]]:
-    """Per call, in order: what `holdd run` logged (and stored, for the trace
-    of a call no rule matched)."""
+    """Per call, in order: what `holdd run` logged. A call no rule matched
+    counts the rules its stored evaluation accounts for: those tried, whose
+    failed conditions go to `failed`, and those the index ruled out, counted
+    by key."""
     per: dict[int, list[tuple[Any, ...]]] = {}
     for e in events:
         event = e["event"]
@@ -241,7 +249,11 @@ def run_decisions(
         elif event == "timer_cancelled":
             item = ("cancelled", e["timer"], e["rule"], e["reason"])
         elif event == "no_rule_matched":
-            item = (event, failures(trace(e["call_session_id"])))
+            stored = evaluation(e["call_session_id"])
+            by_key = stored.get("ruled_out_by", {})
+            assert sum(n["rules"] for n in by_key.values()) == stored["ruled_out"], stored
+            item = (event, len(stored["trace"]) + stored["ruled_out"])
+            failed[e["call_session_id"]] = failures(stored["trace"])
         elif event.startswith(("hold_", "unhold_")):
             # hold_failed, hold_skipped, hold_confirmed_by_..., unhold_failed, ...
             item = (event, e.get("rule"), e.get("reason"))
@@ -367,8 +379,10 @@ async def test_simulate_gives_the_decisions_run_makes(
     out, err = capsys.readouterr()
     simulated = [orjson.loads(line) for line in out.splitlines()]
 
-    by_simulate = simulate_decisions(simulated)
-    by_run = run_decisions(daemon.events(), stored_traces(config))
+    simulate_failed: Failed = {}
+    run_failed: Failed = {}
+    by_simulate = simulate_decisions(simulated, simulate_failed)
+    by_run = run_decisions(daemon.events(), stored_evaluations(config), run_failed)
     report = (
         show("holdd simulate", by_simulate, names)
         + "\n"
@@ -378,10 +392,15 @@ async def test_simulate_gives_the_decisions_run_makes(
     print(report)
     assert set(by_simulate) == set(ids.values()), report
     assert by_simulate == by_run, report
+    # Where no rule matched, each rule `holdd run` tried failed as `holdd
+    # simulate`'s full trace says.
+    assert set(run_failed) == set(simulate_failed), (run_failed, simulate_failed)
+    for csid, tried in run_failed.items():
+        assert set(tried) <= set(simulate_failed[csid]), (tried, simulate_failed[csid])
     # The timeline does what it says: the exclusion and the cooldown were hit,
     # and both drivers saw the duplicate "talk started".
-    assert ("sales-tts", "unless.contact_phone_number") in by_run[ids["staff"]][0][1], report
-    assert ("once-an-hour", "cooldown") in by_run[ids["repeat-2"]][0][1], report
+    assert ("sales-tts", "unless.contact_phone_number") in run_failed[ids["staff"]], report
+    assert ("once-an-hour", "cooldown") in run_failed[ids["repeat-2"]], report
     frames = [orjson.loads(frame) for _at, frame in recorder.frames]
     assert sum(talk_started(ids["vip"])(n) for n in frames) == 2
 

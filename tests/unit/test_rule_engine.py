@@ -170,6 +170,44 @@ def test_tried_holds_only_candidates_and_trace_every_rule(tmp_path: Path) -> Non
     }
 
 
+def test_no_match_counts_the_rules_ruled_out_by_key(tmp_path: Path) -> None:
+    """What `holdd explain` shows for a call no rule matched: the rules tried,
+    each with its failed condition, and the others counted by the key whose
+    list does not hold the call's value, without trying them."""
+    rules = "".join(
+        f'[[rule]]\nname = "line{i}"\n[rule.match]\nvirtual_phone_number = "7495000{i:04d}"\n'
+        f'[rule.hold]\nmedia = "{i + 1}"\n'
+        for i in range(30)
+    ) + (
+        '[[rule]]\nname = "vip"\n[rule.match]\ncontact_phone_number = "79260000001"\n'
+        '[rule.hold]\nmedia = "9"\n'
+        '[[rule]]\nname = "inbound-only"\n[rule.match]\ndirection = "in"\n'
+        '[rule.hold]\nmedia = "8"\n'
+        '[[rule]]\nname = "night"\n[rule.match]\ndirection = "out"\n'
+        'contact_phone_number = "re:^7903\\\\d{7}$"\nvirtual_phone_number = "re:\\\\d+9$"\n'
+        '[rule.hold]\nmedia = "7"\n'
+    )
+    eng = engine(tmp_path, rules)
+    ev = eng.evaluate(
+        talking(
+            THU_10,
+            direction="out",
+            virtual_phone_number="74950000042",
+            contact_phone_number="79031234567",
+        )
+    )
+    assert ev.decision is None
+    # "night" is filed under its contact prefix 7903, which the call has: it
+    # is tried, and fails on the regex of the virtual number.
+    assert [(t.rule, t.failed_key) for t in ev.tried] == [("night", "virtual_phone_number")]
+    assert ev.excluded == 32
+    assert ev.excluded_by == (
+        ("virtual_phone_number", 30, "74950000042"),
+        ("contact_phone_number", 1, "79031234567"),
+        ("direction", 1, "out"),
+    )
+
+
 # -- the index never changes the outcome ----------------------------------------
 
 NUMBERS = [
@@ -297,3 +335,10 @@ def test_the_index_never_changes_the_outcome(
     assert a.trace == b.trace == b.tried
     # Every rule tried is in the trace with the same verdict.
     assert set(a.tried) <= set(a.trace)
+    # Where nothing matched, every rule not tried is counted under the key
+    # that ruled it out, with the call's value for that key.
+    if a.decision is None and a.error is None:
+        assert sum(n for _key, n, _value in a.excluded_by) == a.excluded
+        assert all(value == fields.get(key) for key, _n, value in a.excluded_by)
+    else:
+        assert a.excluded_by == ()

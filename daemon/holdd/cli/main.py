@@ -170,7 +170,16 @@ def _describe(payload: Mapping[str, Any]) -> str:
         if payload.get("error"):
             head = f"rule {payload.get('rule')} cannot act: {payload['error']}"
         ruled_out = payload.get("ruled_out") or 0
-        more = f"; {ruled_out} other rule(s) ruled out by the index" if ruled_out else ""
+        other = "other " if tried else ""
+        more = f"; {ruled_out} {other}rule(s) ruled out by the index" if ruled_out else ""
+        by = payload.get("ruled_out_by") or {}
+        if by:
+            # Why no rule matched: the rules not tried, by the [rule.match]
+            # key whose list does not hold the call's value.
+            more += ": " + ", ".join(
+                f"{n['rules']} whose [rule.match] {key} does not list {n.get('actual')!r}"
+                for key, n in by.items()
+            )
         return head + ("; tried " + "; ".join(tried) if tried else "") + more
     message = payload.get("message") or {}
     mnemonic = f" ({payload['mnemonic']})" if payload.get("mnemonic") else ""

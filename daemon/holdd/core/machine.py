@@ -426,15 +426,22 @@ class Machine:
             call.decided = call.episode
         decision = evaluation.decision
         rule = decision.rule.name if decision else evaluation.rule
-        payload: dict[str, object] = {"error": evaluation.error, "rule": rule}
-        if decision is None:
-            # Why nothing acts is worth every rule, with its failed condition.
-            payload["trace"] = [t.as_dict() for t in evaluation.trace]
-        else:
-            # A match: the rules actually tried; the rest the index ruled out
-            # (their match keys differ), counted, not evaluated again.
-            payload["trace"] = [t.as_dict() for t in evaluation.tried]
-            payload["ruled_out"] = evaluation.excluded
+        # The rules actually tried, each with the condition that failed; the
+        # rest the index ruled out (a `[rule.match]` number, employee or text
+        # differs), counted, not evaluated again: with or without a match,
+        # the cost and the size of a trace follow the rules the call could
+        # match, not all of them. (`Evaluation.trace`, every rule, is for
+        # `holdd test` and `holdd simulate`, off the hot path.)
+        payload: dict[str, object] = {
+            "error": evaluation.error,
+            "rule": rule,
+            "trace": [t.as_dict() for t in evaluation.tried],
+            "ruled_out": evaluation.excluded,
+        }
+        if evaluation.excluded_by:
+            payload["ruled_out_by"] = {
+                key: {"rules": n, "actual": value} for key, n, value in evaluation.excluded_by
+            }
         self._trace(csid, _EVALUATION_TRACE, payload, now, out)
         if pending or not (self.debug or evaluation.error is not None):
             return

@@ -132,6 +132,9 @@ class Evaluation:
     _full: Callable[[], tuple[RuleTrace, ...]] | None = field(
         default=None, repr=False, compare=False
     )
+    #: When no rule matched: those rules by the `[rule.match]` key that ruled
+    #: them out, with the call's value for it (key, rules, value).
+    excluded_by: tuple[tuple[str, int, object], ...] = ()
 
     @property
     def trace(self) -> tuple[RuleTrace, ...]:
@@ -185,7 +188,13 @@ class RuleEngine:
         )
         csid = call.call_session_id
         if matched is None:
-            return Evaluation(csid, None, tuple(tried), None, at, excluded, full)
+            # Why nothing matched, compactly: the rules tried are traced,
+            # the rest counted by the key that ruled them out.
+            by: tuple[tuple[str, int, object], ...] = ()
+            if excluded:
+                exclusions = self.index.exclusions(candidates).items()
+                by = tuple((key, n, view.get(key)) for key, n in exclusions)
+            return Evaluation(csid, None, tuple(tried), None, at, excluded, full, by)
         decision = self.decision(call, matched, started, view)
         message = decision.message
         error = None

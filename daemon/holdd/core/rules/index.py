@@ -70,12 +70,18 @@ class RuleIndex:
         self._prefix: dict[str, dict[str, list[int]]] = {}
         self._prefix_lengths: dict[str, tuple[int, ...]] = {}
         ungated: list[int] = []
+        #: The gate key of each rule, by position (None: no gate).
+        self._gate_of: list[str | None] = []
+        #: How many rules are filed under each gate key.
+        self._gated_on: dict[str, int] = {}
         for position, rule in enumerate(rules):
             gate = self._choose(rule)
+            self._gate_of.append(None if gate is None else gate[0])
             if gate is None:
                 ungated.append(position)
                 continue
             key, (exact, prefixes) = gate
+            self._gated_on[key] = self._gated_on.get(key, 0) + 1
             for value in exact:
                 self._exact.setdefault(key, {}).setdefault(value, []).append(position)
             for prefix in prefixes:
@@ -122,3 +128,19 @@ class RuleIndex:
         if found is None:
             return self.ungated
         return sorted({*found, *self.ungated})
+
+    def exclusions(self, candidates: Sequence[int]) -> dict[str, int]:
+        """How many rules the call's values ruled out, by gate key, given
+        the call's `candidates`: a rule that is not a candidate fails its
+        gate (its `[rule.match]` key does not list the call's value)."""
+        found: dict[str, int] = {}
+        gate_of = self._gate_of
+        for position in candidates:
+            key = gate_of[position]
+            if key is not None:
+                found[key] = found.get(key, 0) + 1
+        return {
+            key: count - found.get(key, 0)
+            for key, count in self._gated_on.items()
+            if count > found.get(key, 0)
+        }

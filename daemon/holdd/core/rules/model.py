@@ -31,11 +31,12 @@ class CallView:
     """A call's variables as conditions read them. Numbers are reduced to
     digits once per evaluation, not once per rule tried."""
 
-    __slots__ = ("_digits", "fields")
+    __slots__ = ("_digits", "_folded", "fields")
 
     def __init__(self, fields: Mapping[str, object]) -> None:
         self.fields = fields
         self._digits: dict[str, str | None] = {}
+        self._folded: dict[str, tuple[str, str] | None] = {}
 
     def get(self, key: str) -> object:
         return self.fields.get(key)
@@ -50,6 +51,17 @@ class CallView:
         number = None if value is None else digits(value)
         cache[key] = number
         return number
+
+    def text(self, key: str) -> tuple[str, str] | None:
+        """(the value as text, and case-folded), once per evaluation."""
+        cache = self._folded
+        if key in cache:
+            return cache[key]
+        value = self.fields.get(key)
+        text = None if value is None else str(value)
+        found = None if text is None else (text, text.casefold())
+        cache[key] = found
+        return found
 
 
 # Conditions: one `[rule.match]` / `[rule.unless]` key each. `test` is the hot
@@ -80,8 +92,8 @@ class TextCondition:
     texts: TextSet
 
     def test(self, call: CallView, at: float) -> bool:
-        value = call.get(self.key)
-        return value is not None and self.texts.matches(str(value))
+        found = call.text(self.key)
+        return found is not None and self.texts.matches(*found)
 
     def actual(self, call: CallView, at: float) -> object:
         return call.get(self.key)

@@ -118,6 +118,9 @@ class NumberSet:
     prefixes: frozenset[str] = field(init=False)
     prefix_lengths: tuple[int, ...] = field(init=False)
     others: tuple[NumberPattern, ...] = field(init=False)
+    #: The regexes of `others` (every pattern that is neither an exact number
+    #: nor a prefix glob has one), tested in a plain loop.
+    regexes: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         exact = {p.exact for p in self.patterns if p.exact is not None}
@@ -127,6 +130,9 @@ class NumberSet:
         object.__setattr__(self, "prefixes", frozenset(prefixes))
         object.__setattr__(self, "prefix_lengths", tuple(sorted({len(p) for p in prefixes})))
         object.__setattr__(self, "others", others)
+        regexes = tuple(p.regex for p in others if p.regex is not None)
+        assert len(regexes) == len(others)  # noqa: S101 - see NumberPattern.matches
+        object.__setattr__(self, "regexes", regexes)
 
     def matches(self, number: str) -> bool:
         if number in self.exact:
@@ -136,7 +142,10 @@ class NumberSet:
                 break
             if number[:n] in self.prefixes:
                 return True
-        return any(pattern.matches(number) for pattern in self.others)
+        for regex in self.regexes:  # noqa: SIM110 - no generator per test: the hot path
+            if regex.fullmatch(number) is not None:
+                return True
+        return False
 
     def index_keys(self) -> tuple[frozenset[str], frozenset[str]] | None:
         """(exact numbers, literal prefixes) that find every number this set
@@ -155,11 +164,15 @@ class TextSet:
     values: frozenset[str]
     regexes: tuple[re.Pattern[str], ...] = ()
 
-    def matches(self, text: str) -> bool:
-        folded = text.casefold()
-        if folded in self.values:
+    def matches(self, text: str, folded: str | None = None) -> bool:
+        """`text` is one of the values without case, or matches a regex;
+        `folded` is `text.casefold()` when the caller has it already."""
+        if (text.casefold() if folded is None else folded) in self.values:
             return True
-        return any(r.fullmatch(text) for r in self.regexes)
+        for regex in self.regexes:  # noqa: SIM110 - no generator per test: the hot path
+            if regex.fullmatch(text) is not None:
+                return True
+        return False
 
 
 def text_set(texts: Iterable[str]) -> TextSet:
