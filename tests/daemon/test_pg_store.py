@@ -7,6 +7,8 @@ the schema once."""
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -56,6 +58,56 @@ def test_one_instance_wins_each_claim_and_a_retry_keeps_its_own(pg: PgConfig) ->
         [row] = b.claims(1)
         assert (row.result, row.owner) == ("held", a.instance)
         assert row.owner is not None and row.owner.startswith("a-")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_commit_aborted_by_a_deadlock_is_run_again(pg: PgConfig) -> None:
+    """Two instances save the same calls in different orders (each as its
+    turns met them): PostgreSQL aborts one commit as a deadlock, and the
+    store runs it again at once instead of failing the write (which would
+    stall the daemon's loop on its backoff while the lease runs out)."""
+    a, b = open_store(pg, name="a"), open_store(pg, name="b")
+    try:
+        a.commit([talking(csid) for csid in (1, 2, 3, 4)])
+        results: dict[str, object] = {}
+
+        def commit(store: PgStore, order: tuple[int, ...]) -> None:
+            try:
+                results[store.instance] = store.commit([talking(csid) for csid in order])
+            except StoreError as exc:
+                results[store.instance] = exc
+
+        def wait_for_waiters(watcher: psycopg.Connection[Any], n: int) -> None:
+            deadline = time.monotonic() + 30
+            while watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            ).fetchone() != (n,):
+                assert time.monotonic() < deadline, f"never {n} commits waiting"
+                time.sleep(0.01)
+
+        threads = [
+            threading.Thread(target=commit, args=(a, (1, 3, 2))),
+            threading.Thread(target=commit, args=(b, (2, 4, 1))),
+        ]
+        with (
+            psycopg.connect(pg.cluster.url, password=PASSWORD) as holder,
+            psycopg.connect(pg.cluster.url, password=PASSWORD, autocommit=True) as watcher,
+        ):
+            # `a` takes call 1 and waits for call 3, held here; `b` takes 2
+            # and 4 and waits for `a`'s call 1. Released, `a` takes 3 and
+            # waits for `b`'s call 2: a deadlock, every time.
+            holder.execute("SELECT 1 FROM calls WHERE call_session_id = 3 FOR UPDATE")
+            threads[0].start()
+            wait_for_waiters(watcher, 1)
+            threads[1].start()
+            wait_for_waiters(watcher, 2)
+            holder.rollback()
+        for thread in threads:
+            thread.join(60)
+        assert results == {a.instance: set(), b.instance: set()}
+        assert (a.conflicts, b.conflicts) in ((1, 0), (0, 1))
     finally:
         a.close()
         b.close()

@@ -73,6 +73,16 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached (or answered with an error) just now."""
 
 
+class _Conflict(StoreUnavailable):
+    """PostgreSQL aborted the transaction for a conflict with a concurrent
+    one (a deadlock or a serialization failure): run it again at once."""
+
+
+#: How many times a commit aborted by a conflict is run again before it
+#: counts as a failed write (the daemon's backoff, `state_write_failed`).
+CONFLICT_RETRIES = 3
+
+
 class LeaseLost(StoreError):
     """Another instance took this one for dead and adopted its work."""
 
@@ -177,6 +187,8 @@ class PgStore:
         self.connect_timeout = connect_timeout
         self.monotonic = monotonic
         self.commits = 0
+        #: Commits aborted by a conflict with another instance's, and run again.
+        self.conflicts = 0
         #: monotonic() before the latest transaction that renewed the lease.
         self.lease_confirmed = -1e18
         self._conn: psycopg.Connection[Any] | None = None
@@ -372,10 +384,24 @@ class PgStore:
 
     def commit(self, ops: Sequence[StoreOp]) -> set[ClaimKey]:
         """Write `ops` in one transaction that also renews the lease; return
-        the claims refused because another claim of the key exists."""
-        refused: set[ClaimKey] = set()
+        the claims refused because another claim of the key exists.
+
+        Instances write shared rows (a call every instance saw) in the order
+        their turns met them, so two commits can deadlock; PostgreSQL aborts
+        one, which is run again at once (it was rolled back whole), up to
+        `CONFLICT_RETRIES` times, instead of waiting for the daemon's backoff
+        while the lease runs out."""
         if not ops:
-            return refused
+            return set()
+        for _attempt in range(CONFLICT_RETRIES):
+            try:
+                return self._commit(ops)
+            except _Conflict:
+                self.conflicts += 1
+        return self._commit(ops)
+
+    def _commit(self, ops: Sequence[StoreOp]) -> set[ClaimKey]:
+        refused: set[ClaimKey] = set()
         started = self.monotonic()
         with self._transaction("commit") as cur:
             self._renew(cur)
@@ -505,6 +531,11 @@ class PgStore:
         try:
             with conn.transaction(), conn.cursor() as cur:
                 yield cur
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            # Rolled back whole; the connection itself is sound.
+            raise _Conflict(
+                f"state database {safe_url(self.url)}: {op} failed: {_reason(exc)}"
+            ) from exc
         except psycopg.Error as exc:
             self._drop(failed=True)
             raise StoreUnavailable(
