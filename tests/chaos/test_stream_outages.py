@@ -32,7 +32,7 @@ async def test_stream_killed_and_restored_20_times(sim: Simulator, tmp_path: Pat
     rng = random.Random(20)
     faults = sim.faults
     assert isinstance(faults, ChaosFaults)
-    async with running_daemon(tmp_path, chaos_config(sim), RULES) as (daemon, capture):
+    async with running_daemon(tmp_path, chaos_config(sim), RULES, debug=True) as (daemon, capture):
         await ready(daemon, sim)
         listener = daemon.listener
         assert listener is not None

@@ -34,7 +34,11 @@ async def test_explain_shows_events_rules_tried_and_the_action(
         await sim.answer(held)
         other = await sim.start_call(direction="in", contact_phone_number="79030000092")
         await sim.answer(other)
-        await daemon.wait_for(lambda: held in daemon.outcomes and other in daemon.evaluations)
+        outbound = await sim.start_call(direction="out", contact_phone_number="79260000093")
+        await sim.answer(outbound)
+        await daemon.wait_for(
+            lambda: held in daemon.outcomes and {other, outbound} <= daemon.evaluations.keys()
+        )
         await sim.end_call(other)
         await daemon.wait_for(lambda: daemon.table.get(other).state.value == "ENDED")  # type: ignore[union-attr]
     capsys.readouterr()
@@ -57,6 +61,12 @@ async def test_explain_shows_events_rules_tried_and_the_action(
         " 1 whose [rule.match] contact_phone_number does not list '79030000092'"
     ) in out
     assert "ended (from notification)" in out
+
+    # A rule the index could not rule out is tried, and named with the
+    # condition that failed.
+    assert main(["explain", "-c", cfg, str(outbound)]) == 0
+    out = capsys.readouterr().out
+    assert "no rule matched; tried vip: direction failed (actual 'out')" in out
 
     assert main(["explain", "-c", cfg, "12345"]) == 1
     assert "call 12345: nothing recorded" in capsys.readouterr().err

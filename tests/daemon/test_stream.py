@@ -124,7 +124,7 @@ async def test_a_session_that_lived_long_enough_restarts_the_backoff(sim: Simula
 
 async def test_outage_call_is_found_and_held_once_by_resync(sim: Simulator, tmp_path: Path) -> None:
     config = config_text(sim)
-    async with running_daemon(tmp_path, config) as (daemon, capture):
+    async with running_daemon(tmp_path, config, debug=True) as (daemon, capture):
         await ready(daemon, sim)
         # Kill the stream and keep it down.
         sim.refuse_clients()
@@ -157,7 +157,7 @@ async def test_duplicates_and_reordering_never_double_or_revive(
     sim: Simulator, tmp_path: Path
 ) -> None:
     config = config_text(sim)
-    async with running_daemon(tmp_path, config) as (daemon, capture):
+    async with running_daemon(tmp_path, config, debug=True) as (daemon, capture):
         await ready(daemon, sim)
         a = await sim.start_call(direction="in", contact_phone_number="79260000011")
         await sim.answer(a)  # talk_started for A

@@ -129,7 +129,7 @@ async def held_then_unheld(
 ) -> tuple[Daemon, LogCapture, int]:
     """Run the daemon until the call `number` was held and its unhold ended in
     one of the `final` events; return the stopped daemon, its log and the call."""
-    async with running_daemon(tmp_path, config(sim), UNHOLD_SOON) as (daemon, capture):
+    async with running_daemon(tmp_path, config(sim), UNHOLD_SOON, debug=True) as (daemon, capture):
         csid = await talking(sim, daemon, number)
         await daemon.wait_for(lambda: any(lines(capture, e, csid) for e in final), within=15)
     assert len(lines(capture, "hold_sent", csid)) == 1
@@ -219,7 +219,7 @@ async def test_list_calls_failing_at_start_is_retried_and_the_talking_call_held_
     csid = await sim.start_call(direction="in", contact_phone_number="79260000421")
     await sim.answer(csid)
     sim.faults.fail_next(2, "internal_error", method="list.calls")
-    async with running_daemon(tmp_path, config(sim), VIP_NOW) as (daemon, capture):
+    async with running_daemon(tmp_path, config(sim), VIP_NOW, debug=True) as (daemon, capture):
         await daemon.wait_for(lambda: bool(lines(capture, "hold_sent", csid)), within=15)
         # One more listing after the hold: it must not hold the call again.
         seen = daemon.resyncs

@@ -214,20 +214,24 @@ def simulate_decisions(
     return per
 
 
-def stored_evaluations(config: Path) -> Callable[[int], Mapping[str, Any]]:
-    """What `holdd run` stored of a call's (latest) evaluation, as `holdd
-    explain` reads it: the log line only counts the rules."""
+def stored_evaluations(config: Path) -> Callable[[int], list[Mapping[str, Any]]]:
+    """What `holdd run` stored of each evaluation of a call in which no rule
+    matched, in order, as `holdd explain` reads it: the log line only counts
+    the rules."""
 
-    def evaluation(csid: int) -> Mapping[str, Any]:
+    def evaluations(csid: int) -> list[Mapping[str, Any]]:
         with StateDb.open(load_settings(config).state_path, readonly=True) as state:
             entries = [e for e in state.trace(csid) if e.kind is TraceKind.EVALUATION]
-        return entries[-1].payload
+        return [e.payload for e in entries if e.payload["rule"] is None]
 
-    return evaluation
+    return evaluations
 
 
 def run_decisions(
-    events: list[dict[str, Any]], evaluation: Callable[[int], Mapping[str, Any]], failed: Failed
+    events: list[dict[str, Any]],
+    evaluations: Callable[[int], list[Mapping[str, Any]]],
+    failed: Failed,
+    stored: dict[int, list[Mapping[str, Any]]],
 ) -> dict[int, list[tuple[Any, ...]]]:
     """Per call, in order: what `holdd run` logged. A call no rule matched
     counts the rules its stored evaluation accounts for: those tried, whose
@@ -249,11 +253,16 @@ def run_decisions(
         elif event == "timer_cancelled":
             item = ("cancelled", e["timer"], e["rule"], e["reason"])
         elif event == "no_rule_matched":
-            stored = evaluation(e["call_session_id"])
-            by_key = stored.get("ruled_out_by", {})
-            assert sum(n["rules"] for n in by_key.values()) == stored["ruled_out"], stored
-            item = (event, len(stored["trace"]) + stored["ruled_out"])
-            failed[e["call_session_id"]] = failures(stored["trace"])
+            # The n-th such line goes with the n-th such evaluation stored.
+            csid = e["call_session_id"]
+            seen = stored.setdefault(csid, [])
+            payload = evaluations(csid)[len(seen)]
+            seen.append(payload)
+            by_key = payload.get("ruled_out_by", {})
+            assert sum(n["rules"] for n in by_key.values()) == payload["ruled_out"], payload
+            assert (e["tried"], e["ruled_out"]) == (len(payload["trace"]), payload["ruled_out"])
+            item = (event, len(payload["trace"]) + payload["ruled_out"])
+            failed[csid] = failures(payload["trace"])
         elif event.startswith(("hold_", "unhold_")):
             # hold_failed, hold_skipped, hold_confirmed_by_..., unhold_failed, ...
             item = (event, e.get("rule"), e.get("reason"))
@@ -382,7 +391,8 @@ async def test_simulate_gives_the_decisions_run_makes(
     simulate_failed: Failed = {}
     run_failed: Failed = {}
     by_simulate = simulate_decisions(simulated, simulate_failed)
-    by_run = run_decisions(daemon.events(), stored_evaluations(config), run_failed)
+    stored: dict[int, list[Mapping[str, Any]]] = {}
+    by_run = run_decisions(daemon.events(), stored_evaluations(config), run_failed, stored)
     report = (
         show("holdd simulate", by_simulate, names)
         + "\n"
@@ -397,6 +407,14 @@ async def test_simulate_gives_the_decisions_run_makes(
     assert set(run_failed) == set(simulate_failed), (run_failed, simulate_failed)
     for csid, tried in run_failed.items():
         assert set(tried) <= set(simulate_failed[csid]), (tried, simulate_failed[csid])
+        # The rules it did not try are counted by the key that ruled them
+        # out, with the value the call had for it.
+        fields = CALLS[names[csid]]
+        for payload in stored[csid]:
+            for key, counted in payload.get("ruled_out_by", {}).items():
+                if key in fields:
+                    assert counted["actual"] == fields[key], (csid, key, counted)
+    assert stored[ids["nobody"]][0]["ruled_out"] == len(simulate_failed[ids["nobody"]])
     # The timeline does what it says: the exclusion and the cooldown were hit,
     # and both drivers saw the duplicate "talk started".
     assert ("sales-tts", "unless.contact_phone_number") in run_failed[ids["staff"]], report

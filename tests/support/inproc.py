@@ -19,13 +19,16 @@ from support.logs import LogCapture
 
 @contextlib.asynccontextmanager
 async def running_daemon(
-    tmp_path: Path, config: str, rules: str = MEDIA_RULE
+    tmp_path: Path, config: str, rules: str = MEDIA_RULE, *, debug: bool = False
 ) -> AsyncIterator[tuple[Daemon, LogCapture]]:
     """Start a Daemon with `config`; stop it (and check it stopped cleanly) on exit.
 
-    It logs at debug, whatever `config` says, so that tests see a call's
-    changes and rule decisions (`call_talk_started`, `rule_matched`, ...)."""
-    settings = replace(load_settings(write_config(tmp_path, config, rules)), log_level="debug")
+    The capture takes every line the daemon's loggers make; the machine
+    makes a call's debug lines (`call_talk_started`, `rule_matched`, ...)
+    only at `[log] level = "debug"`, or with `debug`."""
+    settings = load_settings(write_config(tmp_path, config, rules))
+    if debug:
+        settings = replace(settings, log_level="debug")
     capture = LogCapture()
     logs.configure(fmt="json", level="debug", secrets=settings.secrets, stream=capture.buffer)
     daemon = Daemon(settings, load_rules(settings.rule_files, settings.tts_max_length))

@@ -204,10 +204,11 @@ def test_at_info_a_held_call_is_one_line_carrying_the_decision(tmp_path: Path) -
 
 def test_at_info_a_call_no_rule_matches_or_that_waits_logs_nothing(tmp_path: Path) -> None:
     m = Machine(rules(tmp_path), DEFAULT_EVENT_NAMES)
-    assert info_lines(feed(m, 1, TALK_STARTED, 100.0, vpn="74959999999")) == []
+    # Not even debug records are made.
+    assert feed(m, 1, TALK_STARTED, 100.0, vpn="74959999999").logs == []
     waiting = feed(m, 2, TALK_STARTED, 100.0, vpn=WAIT)
     assert waiting.sends == [] and len(waiting.timers) == 1
-    assert info_lines(waiting, feed(m, 2, CALL_FINISHED, 105.0)) == []
+    assert waiting.logs == [] and feed(m, 2, CALL_FINISHED, 105.0).logs == []
 
 
 def test_a_decision_line_counts_the_rules_and_carries_no_trace(tmp_path: Path) -> None:

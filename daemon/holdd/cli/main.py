@@ -177,7 +177,9 @@ def _describe(payload: Mapping[str, Any]) -> str:
             # Why no rule matched: the rules not tried, by the [rule.match]
             # key whose list does not hold the call's value.
             more += ": " + ", ".join(
-                f"{n['rules']} whose [rule.match] {key} does not list {n.get('actual')!r}"
+                f"{n['rules']} whose [rule.match] {key} does not list {n['actual']!r}"
+                if n.get("actual") is not None
+                else f"{n['rules']} by [rule.match] {key} (the call has no {key})"
                 for key, n in by.items()
             )
         return head + ("; tried " + "; ".join(tried) if tried else "") + more

@@ -103,7 +103,8 @@ class Machine:
         ended_ttl: float = 600.0,
         debug: bool = False,
     ) -> None:
-        #: Also record each notification received (`[log] level = "debug"`).
+        #: `[log] level = "debug"`: also make the debug log records (each
+        #: notification received, a call's changes, its rule decisions).
         self.debug = debug
         self.names = names
         self.table = CallTable(ended_ttl)

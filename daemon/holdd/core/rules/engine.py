@@ -121,7 +121,7 @@ class Evaluation:
     call_session_id: int
     decision: Decision | None
     #: The rules actually tried, in order: the index's candidates up to the
-    #: first that matched. Cheap; what a log line should carry.
+    #: first that matched. Cheap; what the store keeps for `holdd explain`.
     tried: tuple[RuleTrace, ...]
     #: Set when the matching rule cannot act (a TTS too long after substitution).
     error: str | None = None
@@ -139,7 +139,8 @@ class Evaluation:
     @property
     def trace(self) -> tuple[RuleTrace, ...]:
         """Every rule in order up to the one that matched, each with the first
-        condition that failed: what `holdd explain` and the tests show."""
+        condition that failed: what `holdd test`, `holdd simulate` and the
+        tests show (computed on demand, off the daemon's hot path)."""
         return self._full() if self._full is not None else self.tried
 
     @property
