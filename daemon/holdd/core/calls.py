@@ -120,7 +120,7 @@ def _not_after(sent_at: object, left_at: str | None) -> bool:
 
 # A Struct (built in C; a frozen dataclass calls object.__setattr__ per
 # field): one is made for every change of every call.
-class CallChange(msgspec.Struct, frozen=True):
+class CallChange(msgspec.Struct, frozen=True, gc=False):
     kind: ChangeKind
     call: Call
     #: What caused the change: "notification" or "resync".

@@ -58,7 +58,7 @@ class Disarm:
 # Log records and metric increments are msgspec Structs (built in C, where a
 # frozen dataclass calls object.__setattr__ once per field): the machine
 # makes several for every notification.
-class LogRecord(msgspec.Struct, frozen=True):
+class LogRecord(msgspec.Struct, frozen=True, gc=False):
     """One structured log line: `level` is debug, info, warning or error."""
 
     level: str
@@ -66,7 +66,7 @@ class LogRecord(msgspec.Struct, frozen=True):
     fields: dict[str, object]
 
 
-class Metric(msgspec.Struct, frozen=True):
+class Metric(msgspec.Struct, frozen=True, gc=False):
     """One counter increment: `name` is a method of io/metrics.py's `Metrics`
     taking `labels` as positional arguments."""
 

@@ -114,7 +114,7 @@ MAX_BATCH = 1000
 # Values are msgspec Structs: one is built per notification on the ingest
 # path, and a Struct is built in C (a frozen dataclass calls
 # object.__setattr__ once per field).
-class Notification(msgspec.Struct, frozen=True):
+class Notification(msgspec.Struct, frozen=True, gc=False):
     """One call notification, normalised."""
 
     call_session_id: int
@@ -125,13 +125,13 @@ class Notification(msgspec.Struct, frozen=True):
     fields: Mapping[str, str | int | None]
 
 
-class Rejection(msgspec.Struct, frozen=True):
+class Rejection(msgspec.Struct, frozen=True, gc=False):
     reason: RejectReason
     detail: str
     call_session_id: int | None = None
 
 
-class Decoded(msgspec.Struct):
+class Decoded(msgspec.Struct, gc=False):
     notifications: list[Notification] = msgspec.field(default_factory=list)
     rejections: list[Rejection] = msgspec.field(default_factory=list)
     #: The name (as sent: the mnemonic, else the notification_name) of each

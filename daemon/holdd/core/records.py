@@ -76,8 +76,14 @@ class CallRecord:
 # events.py's `Notification` is: several are made for every notification,
 # and a Struct is built in C where a frozen dataclass calls
 # object.__setattr__ once per field (~5 times as long). (`CallRecord` stays
-# a dataclass: `dataclasses.replace` is used on it.)
-class TraceEntry(msgspec.Struct, frozen=True):
+# a dataclass: `dataclasses.replace` is used on it.) They are values that
+# never refer back to anything that refers to them, so none can be part of
+# a reference cycle: `gc=False` keeps them out of the garbage collector's
+# books (the dicts they hold are still tracked), and fewer tracked objects
+# per notification means fewer collections (about 10% of the ingest path).
+# The other Structs of the core path (commands.py, events.py, calls.py,
+# rules/engine.py) are made the same way, for the same reason.
+class TraceEntry(msgspec.Struct, frozen=True, gc=False):
     call_session_id: int
     at: float
     kind: TraceKind
@@ -89,46 +95,46 @@ class TraceEntry(msgspec.Struct, frozen=True):
 # -- store operations (one input's list is one transaction) ---------------------
 
 
-class SaveCall(msgspec.Struct, frozen=True):
+class SaveCall(msgspec.Struct, frozen=True, gc=False):
     record: CallRecord
 
 
-class DeleteCall(msgspec.Struct, frozen=True):
+class DeleteCall(msgspec.Struct, frozen=True, gc=False):
     call_session_id: int
 
 
-class PutClaim(msgspec.Struct, frozen=True):
+class PutClaim(msgspec.Struct, frozen=True, gc=False):
     """Insert the claim; the store reports it refused when the key exists."""
 
     claim: Claim
 
 
-class FinishClaim(msgspec.Struct, frozen=True):
+class FinishClaim(msgspec.Struct, frozen=True, gc=False):
     key: ClaimKey
     result: str
     at: float
 
 
-class ReleaseClaim(msgspec.Struct, frozen=True):
+class ReleaseClaim(msgspec.Struct, frozen=True, gc=False):
     """Drop a claim without a result: its request provably took no effect."""
 
     key: ClaimKey
 
 
-class PutTimer(msgspec.Struct, frozen=True):
+class PutTimer(msgspec.Struct, frozen=True, gc=False):
     timer: Timer
 
 
-class DropTimer(msgspec.Struct, frozen=True):
+class DropTimer(msgspec.Struct, frozen=True, gc=False):
     kind: TimerKind
     call_session_id: int
 
 
-class AddTrace(msgspec.Struct, frozen=True):
+class AddTrace(msgspec.Struct, frozen=True, gc=False):
     entry: TraceEntry
 
 
-class RecordCooldown(msgspec.Struct, frozen=True):
+class RecordCooldown(msgspec.Struct, frozen=True, gc=False):
     rule: str
     #: The contact number as digits.
     contact: str

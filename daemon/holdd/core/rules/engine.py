@@ -38,7 +38,7 @@ from holdd.core.rules.model import CallView, ContactMessage, Mode, Rule, RuleSet
 _SHADOW = Mode.SHADOW
 
 
-class RuleTrace(msgspec.Struct, frozen=True):
+class RuleTrace(msgspec.Struct, frozen=True, gc=False):
     """Why one rule did or did not act: the first condition that failed, and the
     value the call actually had. (A Struct rather than a dataclass: one is
     made for every rule tried, and Structs are several times cheaper to make.)"""
