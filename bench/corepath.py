@@ -149,7 +149,8 @@ def core_path(msgs: list[bytes], engine: RuleEngine, *, matching: bool = True) -
     """
 
     def run() -> int:
-        machine = Machine(engine.rules, DEFAULT_EVENT_NAMES, ended_ttl=60)
+        # As `holdd run` makes it (io/daemon.py): no snapshot for full traces.
+        machine = Machine(engine.rules, DEFAULT_EVENT_NAMES, ended_ttl=60, full_traces=False)
         held = Verdict(Result.HELD, attempts=1)
         sink: list[object] = []
         decisions = 0

@@ -808,3 +808,29 @@ def test_a_saved_call_lists_the_rules_that_fired_on_it_in_name_order() -> None:
         assert isinstance(op, SaveCall)
         assert op.record.fired == saved
         assert type(op.record.fired) is tuple
+
+
+def test_without_full_traces_the_decisions_and_the_store_are_the_same(tmp_path: Path) -> None:
+    """`holdd run` keeps no snapshot for every rule's trace (`holdd test` and
+    `holdd simulate` do): what is decided, sent and stored does not change."""
+    kept, lean = (
+        Machine(rules(tmp_path), DEFAULT_EVENT_NAMES, full_traces=full) for full in (True, False)
+    )
+    script = [
+        (1, TALK_STARTED, VIP),
+        (2, TALK_STARTED, "74959999999"),
+        (3, TALK_STARTED, WAIT),
+        (1, TALK_FINISHED, VIP),
+        (3, CALL_FINISHED, WAIT),
+    ]
+    for csid, name, vpn in script:
+        a, b = (feed(m, csid, name, 100.0 + csid, vpn=vpn) for m in (kept, lean))
+        assert (a.sends, a.persist, a.timers, a.metrics) == (
+            b.sends,
+            b.persist,
+            b.timers,
+            b.metrics,
+        )
+    full, tried = kept.evaluations[2], lean.evaluations[2]
+    assert [t.rule for t in full.trace] == ["vip", "wait", "quiet"]
+    assert tried.trace == tried.tried == ()

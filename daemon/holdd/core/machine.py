@@ -102,6 +102,7 @@ class Machine:
         *,
         ended_ttl: float = 600.0,
         debug: bool = False,
+        full_traces: bool = True,
     ) -> None:
         #: `[log] level = "debug"`: also make the debug log records (each
         #: notification received, a call's changes, its rule decisions).
@@ -109,7 +110,13 @@ class Machine:
         self.names = names
         self.table = CallTable(ended_ttl)
         self.cooldowns = Cooldowns()
-        self.driver = RuleDriver(RuleEngine(rules), Agenda(cooldowns=self.cooldowns))
+        #: Evaluations can give every rule's trace (`Evaluation.trace`: what
+        #: `holdd test` and `holdd simulate` print). `holdd run` passes False:
+        #: it stores the rules tried, and the decisions are the same either way.
+        self.full_traces = full_traces
+        self.driver = RuleDriver(
+            RuleEngine(rules, full_traces=full_traces), Agenda(cooldowns=self.cooldowns)
+        )
         self._rules: dict[str, Rule] = rules.by_name()
         #: The fired-once ledger as far as this process needs it (core/claims.py).
         self.book = ClaimBook(self.table)
@@ -256,7 +263,7 @@ class Machine:
         """Swap the rules; pending timers, cooldowns and claims are kept."""
         out = Commands()
         old, new = self._rules, rules.by_name()
-        self.driver.engine = RuleEngine(rules)
+        self.driver.engine = RuleEngine(rules, full_traces=self.full_traces)
         self._rules = new
         out.log(
             "info",

@@ -75,7 +75,7 @@ class Daemon:
         self.settings = settings
         self.clock = clock
         debug = settings.log_level == "debug"
-        self.machine = Machine(rules, event_names(settings.events), debug=debug)
+        self.machine = Machine(rules, event_names(settings.events), debug=debug, full_traces=False)
         self.store: Store | None = store
         self.stop_timeout = stop_timeout
         #: Makes the Call API session's connector (default: a pool of

@@ -129,6 +129,8 @@ class Evaluation:
     at: float = 0.0
     #: How many rules the index ruled out without trying them.
     excluded: int = 0
+    #: How `trace` is computed (None: the engine kept no snapshot for it,
+    #: and `trace` is `tried`).
     _full: Callable[[], tuple[RuleTrace, ...]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -151,9 +153,14 @@ class Evaluation:
 
 
 class RuleEngine:
-    def __init__(self, rules: RuleSet) -> None:
+    def __init__(self, rules: RuleSet, *, full_traces: bool = True) -> None:
         self.rules = rules
         self.index = RuleIndex(rules.rules)
+        #: Keep what `Evaluation.trace` needs (a snapshot of the call's
+        #: variables and fired rules). The daemon does not: it stores the
+        #: rules tried (`Evaluation.tried`), and the snapshot is a copy of
+        #: the variables for every call in Talk.
+        self.full_traces = full_traces
 
     def evaluate(
         self,
@@ -183,10 +190,12 @@ class RuleEngine:
                 matched = rule
                 break
         excluded = len(rules) - len(candidates)
-        snapshot = CallView(dict(fields))
-        full = _full_trace(
-            self.rules, snapshot, frozenset(fired), at, started, cooldowns, candidates, tried
-        )
+        full = None
+        if self.full_traces:
+            snapshot = CallView(dict(fields))
+            full = _full_trace(
+                self.rules, snapshot, frozenset(fired), at, started, cooldowns, candidates, tried
+            )
         csid = call.call_session_id
         if matched is None:
             # Why nothing matched, compactly: the rules tried are traced,
