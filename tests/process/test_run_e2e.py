@@ -3,15 +3,13 @@ exact JSON-RPC request the API receives, the log lines an operator reads."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from holdd.sim.server import Simulator
 from support.config import config_text, write_config
-from support.process import PACKAGE_ROOT, DaemonProcess
+from support.process import DaemonProcess, explain
 from support.sim import TOKEN
 
 RULES = """
@@ -143,26 +141,6 @@ async def test_holds_calls_with_the_exact_request_shape(sim: Simulator, tmp_path
 
 def sent(csid: int) -> Callable[[dict[str, Any]], bool]:
     return lambda e: e["event"] == "hold_sent" and e["call_session_id"] == csid
-
-
-async def explain(config: Path, csid: int) -> str:
-    """`holdd explain -c config csid`'s output (it must exit 0)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "holdd",
-        "explain",
-        "-c",
-        str(config),
-        str(csid),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"PYTHONPATH": PACKAGE_ROOT, "PATH": "/usr/bin:/bin"},
-    )
-    async with asyncio.timeout(30):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err
-    return out.decode()
 
 
 async def test_at_info_a_held_call_is_one_line_and_explain_keeps_the_trace(

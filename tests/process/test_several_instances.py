@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from support.chaos import RULES as CHAOS_RULES
 from support.chaos import Kind, Traffic, verdict, with_unhold
 from support.config import config_text, write_config
 from support.postgres import PASSWORD, PgConfig
-from support.process import PACKAGE_ROOT, DaemonProcess
+from support.process import DaemonProcess, explain
 
 UNHOLD_AFTER = 1.5
 RULES = with_unhold(CHAOS_RULES, UNHOLD_AFTER)
@@ -98,22 +97,7 @@ async def test_two_instances_hold_and_unhold_every_call_once(
         assert skipped >= 1  # both decided; the ledger chose
         # `holdd explain` against the shared store names who acted.
         csid = vip[0]
-        explain = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "holdd",
-            "explain",
-            "-c",
-            str(a.config),
-            str(csid),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={"PYTHONPATH": PACKAGE_ROOT, "PATH": "/usr/bin:/bin"},
-        )
-        async with asyncio.timeout(30):
-            out, err = await explain.communicate()
-        assert explain.returncode == 0, err
-        stdout = out.decode()
+        stdout = await explain(a.config, csid)
         assert "claim hold by rule 'vip-now' on instance host-" in stdout
         assert "claim unhold by rule 'vip-now' on instance host-" in stdout
     finally:

@@ -18,6 +18,26 @@ from holdd.sim.server import Simulator
 PACKAGE_ROOT = str(Path(holdd.__file__).resolve().parents[1])
 
 
+async def explain(config: Path, csid: int) -> str:
+    """What `holdd explain -c config csid` prints (it must exit 0)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "holdd",
+        "explain",
+        "-c",
+        str(config),
+        str(csid),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PYTHONPATH": PACKAGE_ROOT, "PATH": "/usr/bin:/bin"},
+    )
+    async with asyncio.timeout(30):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err
+    return out.decode()
+
+
 class DaemonProcess:
     """Runs `python -m holdd run -c CONFIG`; every stdout line is kept as raw bytes."""
 
